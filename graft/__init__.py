@@ -1,0 +1,1 @@
+"""graft: graft a pretrained language model onto your domain."""

@@ -1,0 +1,50 @@
+"""Errors a user can cause. The CLI and the API render these without a traceback."""
+
+from __future__ import annotations
+
+
+class GraftError(Exception):
+    """Base class: something the user can fix (a path, a row, an option)."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+
+class ConfigError(GraftError):
+    """A config file, field or CLI option is invalid."""
+
+
+class DataError(GraftError):
+    """A dataset cannot be read or a row is malformed."""
+
+
+class DataRowError(DataError):
+    """One row of a dataset is malformed; names the file, the row (1-based) and the field."""
+
+    def __init__(self, file: str, row: int, field: str | None, problem: str):
+        self.file, self.row, self.field, self.problem = file, row, field, problem
+        where = f"{file} row {row}" + (f", field '{field}'" if field else "")
+        super().__init__(
+            f"{where}: {problem}",
+            hint="fix the row, or pass --skip-bad-rows to skip malformed rows and count them",
+        )
+
+
+class ModelNotFoundError(GraftError):
+    """A model name, path or Hub id cannot be resolved."""
+
+
+class OfflineError(GraftError):
+    """Something needs the network and there is none."""
+
+
+class TechniqueUnavailableError(GraftError):
+    """A fine-tuning technique is unknown or cannot run on this machine."""
+
+
+class RunError(GraftError):
+    """A run folder is missing, incomplete, or cannot be resumed."""
