@@ -1,0 +1,221 @@
+"""The training recipe, top to bottom: config -> model + data -> technique -> loop -> run folder.
+
+Reports through the Progress interface; knows nothing of terminals or HTTP. A failed or
+interrupted run keeps its checkpoints, metrics and log, and says how it ended in summary.json.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from graft.config import RunConfig
+from graft.data.batching import flatten, group
+from graft.data.prepare import prepare_data
+from graft.errors import ConfigError, RunError
+from graft.models import load_model, resolve
+from graft.progress import NullProgress, Progress
+from graft.techniques import get_technique
+from graft.train.checkpoint import load_checkpoint, save_checkpoint
+from graft.train.loss import loss_sum, mean_loss
+from graft.train.optim import build_optimizer, build_scheduler
+from graft.train.run_folder import RunFolder
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict
+
+
+def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Path | None = None) -> TrainResult:
+    """Fine-tune as `cfg` says. With `resume_dir`, continue that run from its latest checkpoint."""
+    progress = progress or NullProgress()
+    _check_levers(cfg)
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    _seed_everything(cfg.train.seed)
+
+    folder = RunFolder.open(resume_dir) if resume_dir else RunFolder.create(cfg)
+    say = _logger(folder, progress)
+    say(f"run folder {folder.path}")
+
+    source = resolve(cfg.model.name, revision=cfg.model.revision)
+    model, tokenizer = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task="causal-lm", progress=progress)
+    data = prepare_data(cfg.data, tokenizer, cfg.train.seed)
+    report = data.report()
+    say("data: " + ", ".join(f"{k}={v}" for k, v in report.items()))
+    for err in data.skipped[:20]:
+        say(f"skipped {err}")
+
+    model = get_technique(cfg.technique.name).apply(model, cfg.technique)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total_params = sum(p.numel() for p in model.parameters())
+
+    lengths = [len(t.input_ids) for t in data.train.items]
+    batches_per_epoch = len(group(len(lengths), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, 0))
+    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * batches_per_epoch / cfg.train.grad_accum))
+    optimizer = build_optimizer(model, cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train, total_steps)
+
+    state = {"step": 0, "tokens": 0, "target_tokens": 0, "elapsed_s": 0.0}
+    if resume_dir:
+        latest = folder.latest_checkpoint()
+        if latest is None:
+            raise RunError(f"{folder.path} has no complete checkpoint to resume from")
+        state = load_checkpoint(latest[1], model, optimizer, scheduler)
+        folder.truncate_metrics(after_step=state["step"])
+        say(f"resumed from {latest[1].name} (step {state['step']} of {total_steps})")
+
+    micro = _micro_batches(data.train.items, lengths, cfg, batches_per_epoch)
+    summary = {
+        "status": "running",
+        "model": source.describe(),
+        "technique": cfg.technique.name,
+        "trainable_params": trainable,
+        "total_params": total_params,
+        "trainable_percent": round(100 * trainable / total_params, 4),
+        "total_steps": total_steps,
+        "batches_per_epoch": batches_per_epoch,
+        "data": report,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    folder.write_summary(summary)
+
+    progress.start("train", total=total_steps, completed=state["step"])
+    last_loss, window_start = None, time.perf_counter()
+    try:
+        model.train()
+        while state["step"] < total_steps:
+            t0 = time.perf_counter()
+            step_batches = [next(micro(state["step"] * cfg.train.grad_accum + k)) for k in range(cfg.train.grad_accum)]
+            n_targets = sum(len(b.targets) for b in step_batches)
+            step_loss = 0.0
+            for b in step_batches:
+                loss = loss_sum(model, b) / max(n_targets, 1)
+                loss.backward()
+                step_loss += loss.item()
+            grad_norm = _clip(model, cfg.train.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            dt = time.perf_counter() - t0
+            tokens = sum(b.tokens for b in step_batches)
+            state["step"] += 1
+            state["tokens"] += tokens
+            state["target_tokens"] += n_targets
+            state["elapsed_s"] += dt
+            last_loss = step_loss
+            if state["step"] % cfg.train.log_every == 0 or state["step"] == total_steps:
+                folder.append_metrics({
+                    "type": "train", "step": state["step"], "epoch": round(state["step"] * cfg.train.grad_accum / batches_per_epoch, 4),
+                    "loss": step_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                    "tokens": state["tokens"], "tokens_per_s": tokens / dt, "elapsed_s": round(state["elapsed_s"], 3),
+                })
+            progress.advance("train", 1, loss=step_loss, tokens_per_s=tokens / dt)
+            if cfg.train.eval_every and data.eval and state["step"] % cfg.train.eval_every == 0:
+                _log_eval(folder, model, data.eval, cfg, state["step"], progress)
+                model.train()
+            if cfg.checkpoint.every and state["step"] % cfg.checkpoint.every == 0 and state["step"] < total_steps:
+                save_checkpoint(folder.checkpoint_path(state["step"]), model, optimizer, scheduler, state)
+                folder.prune_checkpoints(cfg.checkpoint.keep_last)
+    except KeyboardInterrupt:
+        save_checkpoint(folder.checkpoint_path(state["step"]), model, optimizer, scheduler, state)
+        _finish(folder, summary, state, "interrupted", last_loss)
+        say(f"interrupted at step {state['step']}; checkpoint saved, continue with --resume")
+        raise
+    except Exception as e:
+        _finish(folder, summary, state, "failed", last_loss, error=f"{type(e).__name__}: {e}")
+        say(f"failed at step {state['step']}: {type(e).__name__}: {e}")
+        raise
+    finally:
+        progress.finish("train")
+
+    model.save_pretrained(folder.adapter)
+    tokenizer.save_pretrained(folder.adapter)
+    if data.eval:
+        summary.update(_log_eval(folder, model, data.eval, cfg, state["step"], progress))
+    _finish(folder, summary, state, "completed", last_loss, wall_s=time.perf_counter() - window_start)
+    say(f"done: adapter in {folder.adapter}")
+    return TrainResult(folder.path, summary)
+
+
+def _micro_batches(items, lengths, cfg: RunConfig, per_epoch: int):
+    """micro(i) -> iterator over the i-th micro-batch of the whole run; a pure function of i."""
+    cache: dict[int, list[list[int]]] = {}
+
+    def micro(i: int):
+        epoch, within = divmod(i, per_epoch)
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = group(len(items), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, epoch)
+        yield flatten([items[j] for j in cache[epoch][within]])
+
+    return micro
+
+
+def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, progress: Progress) -> dict:
+    loss = mean_loss(model, evalset.items, cfg.train.batch_size, progress)
+    row = {"type": "eval", "step": step, "eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
+    folder.append_metrics(row)
+    progress.log(f"step {step}: eval loss {loss:.4f}, perplexity {row['eval_ppl']:.2f}")
+    return {"eval_loss": loss, "eval_ppl": row["eval_ppl"]}
+
+
+def _finish(folder, summary, state, status, last_loss, **extra) -> None:
+    metrics = [r for r in folder.read_metrics() if r.get("type") == "train"]
+    first = [r["loss"] for r in metrics[:10]]
+    last = [r["loss"] for r in metrics[-10:]]
+    summary.update({
+        "status": status,
+        "steps": state["step"],
+        "tokens": state["tokens"],
+        "target_tokens": state["target_tokens"],
+        "train_time_s": round(state["elapsed_s"], 2),
+        "tokens_per_s": round(state["tokens"] / state["elapsed_s"], 1) if state["elapsed_s"] else None,
+        "first_loss": first[0] if first else None,
+        "final_loss": last_loss,
+        "loss_first10_mean": sum(first) / len(first) if first else None,
+        "loss_last10_mean": sum(last) / len(last) if last else None,
+        **extra,
+    })
+    folder.write_summary(summary)
+
+
+def _clip(model, max_norm: float | None) -> float:
+    params = [p for p in model.parameters() if p.grad is not None]
+    if max_norm:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+
+
+def _check_levers(cfg: RunConfig) -> None:
+    if cfg.train.precision != "fp32" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"train.precision={cfg.train.precision} needs a CUDA GPU; this machine has none",
+            hint="use train.precision=fp32 on CPU (bf16/fp16 matmuls are emulated and far slower there)",
+        )
+    if cfg.model.dtype != "float32" and not torch.cuda.is_available():
+        raise ConfigError(f"model.dtype={cfg.model.dtype} is a GPU lever; on CPU use float32")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _logger(folder: RunFolder, progress: Progress):
+    def say(message: str) -> None:
+        folder.log(message)
+        progress.log(message)
+
+    return say
