@@ -1,0 +1,33 @@
+"""The `graft` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from rich.console import Console
+
+    from graft.cli.app import app
+    from graft.errors import GraftError
+
+    try:
+        app(standalone_mode=False)
+    except GraftError as e:
+        err = Console(stderr=True)
+        err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+        if e.hint:
+            err.print(f"[yellow]hint:[/yellow] {e.hint}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except Exception as e:  # click's usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,21 @@
+"""The Typer application: one sub-command per module."""
+
+from __future__ import annotations
+
+import typer
+
+from graft.cli import chat, data, evaluate, models, quickstart, train
+
+app = typer.Typer(
+    name="graft",
+    help="Graft a pretrained language model onto your domain: fine-tune, measure, chat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models")
+app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.command("eval")(evaluate.eval_command)
+app.command("chat")(chat.chat)
+app.command("quickstart")(quickstart.quickstart)

@@ -1,0 +1,101 @@
+"""`graft train`: a run from a YAML config, flags, or both (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from graft.cli.progress import RichProgress
+
+out = Console()
+
+# flag name -> dotted config key; every flag is optional and overrides the YAML file
+FLAG_KEYS = {
+    "model": "model.name", "data": "data.path", "format": "data.format", "eval_data": "data.eval_path",
+    "max_length": "data.max_length", "train_on": "data.train_on", "packing": "data.packing",
+    "skip_bad_rows": "data.skip_bad_rows", "limit": "data.limit", "technique": "technique.name",
+    "lora_r": "technique.lora.r", "lora_alpha": "technique.lora.alpha", "lora_dropout": "technique.lora.dropout",
+    "target_modules": "technique.lora.target_modules", "epochs": "train.epochs", "max_steps": "train.max_steps",
+    "batch_size": "train.batch_size", "grad_accum": "train.grad_accum", "lr": "train.lr",
+    "scheduler": "train.scheduler", "seed": "train.seed", "checkpoint_every": "checkpoint.every",
+    "keep_last": "checkpoint.keep_last", "output_dir": "output_dir", "run_name": "run_name",
+}
+
+
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="run.yaml"),
+    model: Optional[str] = typer.Option(None, help="catalog name, folder, .gguf file or Hub id"),
+    data: Optional[str] = typer.Option(None, help="training data file or Hub dataset id"),
+    format: Optional[str] = typer.Option(None, help="alpaca|sharegpt|messages|text|auto"),
+    eval_data: Optional[str] = typer.Option(None, help="separate eval file (default: a held-out split)"),
+    max_length: Optional[int] = typer.Option(None, help="tokens per example; longer ones are truncated and counted"),
+    train_on: Optional[str] = typer.Option(None, help="responses (default) or all"),
+    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="fill micro-batches by token budget"),
+    skip_bad_rows: Optional[bool] = typer.Option(None, "--skip-bad-rows", help="skip malformed rows instead of stopping"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N rows"),
+    technique: Optional[str] = typer.Option(None, help="fine-tuning technique (lora)"),
+    lora_r: Optional[int] = typer.Option(None, help="LoRA rank"),
+    lora_alpha: Optional[float] = typer.Option(None, help="LoRA alpha"),
+    lora_dropout: Optional[float] = typer.Option(None, help="LoRA dropout"),
+    target_modules: Optional[str] = typer.Option(None, help="all-linear, or comma-separated module names"),
+    epochs: Optional[float] = typer.Option(None, help="passes over the data"),
+    max_steps: Optional[int] = typer.Option(None, help="optimizer steps (overrides epochs)"),
+    batch_size: Optional[int] = typer.Option(None, help="examples per micro-batch"),
+    grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimizer step"),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    scheduler: Optional[str] = typer.Option(None, help="linear|cosine|constant|constant_with_warmup"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="save a checkpoint every N steps"),
+    keep_last: Optional[int] = typer.Option(None, help="checkpoints to keep"),
+    output_dir: Optional[str] = typer.Option(None, help="where run folders go (default: runs)"),
+    run_name: Optional[str] = typer.Option(None, help="run folder name (default: model-technique-time)"),
+    set_: list[str] = typer.Option([], "--set", help="any config key, e.g. --set train.warmup_steps=10"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run from its latest checkpoint"),
+    run_dir: Optional[Path] = typer.Option(None, help="the run folder to resume (default: output_dir/run_name)"),
+) -> None:
+    """Fine-tune a model and write a run folder (config, metrics, checkpoints, adapter, summary)."""
+    from graft.config import RunConfig, apply_overrides, parse_set_option
+    from graft.errors import ConfigError
+    from graft.train.recipe import train as run_training
+    from graft.train.run_folder import RunFolder
+
+    values = locals()
+    overrides = {key: values[flag] for flag, key in FLAG_KEYS.items()}
+    if target_modules and target_modules != "all-linear":
+        overrides["technique.lora.target_modules"] = [m.strip() for m in target_modules.split(",") if m.strip()]
+    overrides.update(parse_set_option(item) for item in set_)
+
+    if resume:
+        # A resumed run continues with the config saved in its folder, so it ends where it meant to.
+        if run_dir is None:
+            base = RunConfig.load(config, overrides) if config else None
+            name = run_name or (base.run_name if base else None)
+            if not name:
+                raise ConfigError("--resume needs the run: --run-dir runs/NAME, or --run-name NAME")
+            run_dir = Path(output_dir or (base.output_dir if base else "runs")) / name
+        cfg = RunFolder.open(run_dir).load_config()
+        _run(lambda p: run_training(cfg, p, resume_dir=run_dir))
+        return
+
+    if config:
+        cfg = RunConfig.load(config, overrides)
+    else:
+        if not data:
+            raise ConfigError("give --config run.yaml or at least --data FILE")
+        cfg = RunConfig.from_dict(apply_overrides({}, overrides), source="command line")
+    _run(lambda p: run_training(cfg, p))
+
+
+def _run(fn) -> None:
+    with RichProgress() as progress:
+        result = fn(progress)
+    s = result.summary
+    out.print(
+        f"[bold green]done[/bold green] {result.run_dir}: {s['steps']} steps, loss {s['first_loss']:.4f} -> "
+        f"{s['final_loss']:.4f}, {s['tokens_per_s']} tok/s, trainable {s['trainable_percent']}%"
+        + (f", eval loss {s['eval_loss']:.4f} (ppl {s['eval_ppl']:.2f})" if "eval_loss" in s else ""),
+        highlight=False,
+    )
