@@ -118,11 +118,9 @@ class RunConfig(_Section):
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys (``train.lr``) in a nested dict; None values are left out."""
+    """Set dotted keys (``train.lr``) in a nested dict; a None value sets null (unsets an option)."""
     out = _deepcopy(raw)
     for dotted, value in overrides.items():
-        if value is None:
-            continue
         node = out
         *parents, leaf = dotted.split(".")
         for key in parents:
@@ -135,7 +133,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
 
 
 def parse_set_option(item: str) -> tuple[str, Any]:
-    """``train.lr=1e-4`` -> ("train.lr", 1e-4); the value is read as YAML."""
+    """``train.max_steps=50`` -> ("train.max_steps", 50); the value is read as YAML, ``null`` unsets."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
     key, _, value = item.partition("=")

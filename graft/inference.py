@@ -23,8 +23,11 @@ class Loaded:
     run_dir: Path | None = None
 
 
-def load_for_inference(target: str | Path, progress: Progress | None = None) -> Loaded:
-    """`target` is a run folder, an adapter folder (PEFT format) or anything `resolve` accepts."""
+def load_for_inference(target: str | Path, progress: Progress | None = None, merge: bool = False) -> Loaded:
+    """`target` is a run folder, an adapter folder (PEFT format) or anything `resolve` accepts.
+
+    With `merge`, adapter weights are folded into the base (faster generation, adapter no longer switchable).
+    """
     from graft.models import load_model
     from graft.train.run_folder import RunFolder
 
@@ -39,21 +42,22 @@ def load_for_inference(target: str | Path, progress: Progress | None = None) -> 
                 raise RunError(f"run {path} has no adapter and no checkpoint yet")
             adapter = latest[1] / "adapter"
         model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code, task="causal-lm", progress=progress)
-        return Loaded(_attach(model, adapter), tokenizer, True, cfg.model.name, path)
+        return Loaded(_attach(model, adapter, merge), tokenizer, True, cfg.model.name, path)
     if (path / "adapter_config.json").is_file():
         base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
         if not base:
             raise RunError(f"{path}/adapter_config.json names no base model")
         model, tokenizer = load_model(base, task="causal-lm", progress=progress)
-        return Loaded(_attach(model, path), tokenizer, True, base)
+        return Loaded(_attach(model, path, merge), tokenizer, True, base)
     model, tokenizer = load_model(str(target), task="causal-lm", progress=progress)
     return Loaded(model, tokenizer, False, str(target))
 
 
-def _attach(model, adapter_dir: Path):
+def _attach(model, adapter_dir: Path, merge: bool):
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, adapter_dir)
+    model = PeftModel.from_pretrained(model, adapter_dir)
+    return model.merge_and_unload() if merge else model
 
 
 def stream_reply(model, tokenizer, messages: list[dict[str, str]], max_new_tokens: int = 256,

@@ -11,6 +11,8 @@ def main() -> None:
     from graft.cli.app import app
     from graft.errors import GraftError
 
+    _quiet_libraries()
+
     try:
         app(standalone_mode=False)
     except GraftError as e:
@@ -31,3 +33,14 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+def _quiet_libraries() -> None:
+    """graft draws its own progress; the libraries' bars and deprecation chatter would interleave."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)

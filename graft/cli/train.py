@@ -63,7 +63,7 @@ def train(
     from graft.train.run_folder import RunFolder
 
     values = locals()
-    overrides = {key: values[flag] for flag, key in FLAG_KEYS.items()}
+    overrides = {key: values[flag] for flag, key in FLAG_KEYS.items() if values[flag] is not None}
     if target_modules and target_modules != "all-linear":
         overrides["technique.lora.target_modules"] = [m.strip() for m in target_modules.split(",") if m.strip()]
     overrides.update(parse_set_option(item) for item in set_)

@@ -48,7 +48,8 @@ def assistant_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, lis
             continue
         start = len(_render(tokenizer, messages[:i], add_generation_prompt=True))
         end = len(_render(tokenizer, messages[: i + 1]))
-        spans.append((start, end))
+        # keep the end-of-turn marker, not the template's whitespace after it
+        spans.append((start, start + len(text[start:end].rstrip())))
     return text, spans
 
 

@@ -64,11 +64,6 @@ def test_prompt_masked_response_and_end_marker_labelled(tiny_tokenizer):
     assert len(item.labels) == len(item.input_ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graft bug: assistant_spans() ends the span after the template's trailing '\\n', "
-    "so the newline after <|im_end|> is labelled too",
-)
 def test_labelled_tokens_are_exactly_response_and_end_marker(tiny_tokenizer):
     item, _ = tokenize_chat(tiny_tokenizer, CHAT, max_length=256)
     labelled = [x for x in item.labels if x != IGNORE]

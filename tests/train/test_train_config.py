@@ -65,9 +65,10 @@ def test_every_problem_is_reported_at_once():
 def test_yaml_load_with_overrides(tmp_path):
     p = tmp_path / "run.yaml"
     p.write_text("data:\n  path: d.json\n  max_length: 128\ntrain:\n  lr: 1.0e-3\n  batch_size: 2\n")
-    cfg = RunConfig.load(p, {"train.lr": 5e-4, "train.batch_size": None, "checkpoint.every": 10, "model.name": "x/y"})
+    cfg = RunConfig.load(p, {"train.lr": 5e-4, "train.max_grad_norm": None, "checkpoint.every": 10, "model.name": "x/y"})
     assert cfg.train.lr == 5e-4
-    assert cfg.train.batch_size == 2  # None means "not given"
+    assert cfg.train.batch_size == 2
+    assert cfg.train.max_grad_norm is None  # an explicit null unsets an option
     assert (cfg.checkpoint.every, cfg.model.name, cfg.data.max_length) == (10, "x/y", 128)
     # round trip through the run folder's config.yaml
     out = tmp_path / "saved.yaml"
