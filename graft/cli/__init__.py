@@ -14,26 +14,13 @@ def main() -> None:
     _quiet_libraries()
 
     try:
-        app(standalone_mode=False)
+        app()  # Typer/click render usage errors themselves (exit 2)
     except GraftError as e:
         err = Console(stderr=True)
         err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
         if e.hint:
             err.print(f"[yellow]hint:[/yellow] {e.hint}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
-    except Exception as e:  # click's usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
-
 
 def _quiet_libraries() -> None:
     """graft draws its own progress; the libraries' bars and deprecation chatter would interleave."""

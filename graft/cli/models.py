@@ -6,7 +6,7 @@ import json
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 app = typer.Typer(help="List, inspect and download models.", no_args_is_help=True)
 out = Console()
@@ -17,7 +17,8 @@ def list_models() -> None:
     """Bundled models and Hub models already downloaded."""
     from graft.models.listing import list_models as rows
 
-    table = Table("name", "params", "architecture", "task", "source", "cached?")
+    table = Table("params", "architecture", "task", "source", "cached?")
+    table.columns.insert(0, Column("name", no_wrap=True))  # the one value a user must be able to copy
     for r in rows():
         table.add_row(r["name"], _params(r["params"]), r["architecture"], r["task"], r["source"], r["cached"])
     out.print(table)

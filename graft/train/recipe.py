@@ -41,13 +41,16 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     _seed_everything(cfg.train.seed)
 
-    folder = RunFolder.open(resume_dir) if resume_dir else RunFolder.create(cfg)
-    say = _logger(folder, progress)
-    say(f"run folder {folder.path}")
-
+    if not resume_dir:
+        RunFolder.check_new(cfg)  # fail before minutes of loading, not after
+    # Model and data are checked before the run folder exists: a bad row leaves nothing behind.
     source = resolve(cfg.model.name, revision=cfg.model.revision)
     model, tokenizer = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task="causal-lm", progress=progress)
     data = prepare_data(cfg.data, tokenizer, cfg.train.seed)
+
+    folder = RunFolder.open(resume_dir) if resume_dir else RunFolder.create(cfg)
+    say = _logger(folder, progress)
+    say(f"run folder {folder.path}")
     report = data.report()
     say("data: " + ", ".join(f"{k}={v}" for k, v in report.items()))
     for err in data.skipped[:20]:
@@ -90,8 +93,10 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     }
     folder.write_summary(summary)
 
+    if cfg.train.eval_every and data.eval and state["step"] == 0:
+        summary["eval_loss_start"] = _log_eval(folder, model, data.eval, cfg, 0, progress)["eval_loss"]
     progress.start("train", total=total_steps, completed=state["step"])
-    last_loss, window_start = None, time.perf_counter()
+    last_loss, last_eval, window_start = None, None, time.perf_counter()
     try:
         model.train()
         while state["step"] < total_steps:
@@ -123,7 +128,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
                 })
             progress.advance("train", 1, loss=step_loss, tokens_per_s=tokens / dt)
             if cfg.train.eval_every and data.eval and state["step"] % cfg.train.eval_every == 0:
-                _log_eval(folder, model, data.eval, cfg, state["step"], progress)
+                last_eval = (state["step"], _log_eval(folder, model, data.eval, cfg, state["step"], progress))
                 model.train()
             if cfg.checkpoint.every and state["step"] % cfg.checkpoint.every == 0 and state["step"] < total_steps:
                 save_checkpoint(folder.checkpoint_path(state["step"]), model, optimizer, scheduler, state)
@@ -143,7 +148,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     model.save_pretrained(folder.adapter)
     tokenizer.save_pretrained(folder.adapter)
     if data.eval:
-        summary.update(_log_eval(folder, model, data.eval, cfg, state["step"], progress))
+        fresh = last_eval is not None and last_eval[0] == state["step"]
+        summary.update(last_eval[1] if fresh else _log_eval(folder, model, data.eval, cfg, state["step"], progress))
     _finish(folder, summary, state, "completed", last_loss, wall_s=time.perf_counter() - window_start)
     say(f"done: adapter in {folder.adapter}")
     return TrainResult(folder.path, summary)

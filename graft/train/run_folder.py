@@ -19,6 +19,7 @@ from typing import Any
 
 from graft.config import RunConfig
 from graft.errors import RunError
+from graft.paths import safe_name
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -34,15 +35,22 @@ class RunFolder:
     summary = property(lambda self: self.path / "summary.json")
     log_file = property(lambda self: self.path / "train.log")
 
+    @staticmethod
+    def new_path(cfg: RunConfig) -> Path:
+        name = cfg.run_name or f"{safe_name(Path(cfg.model.name).stem)}-{cfg.technique.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return Path(cfg.output_dir) / safe_name(name)
+
+    @classmethod
+    def check_new(cls, cfg: RunConfig) -> Path:
+        path = cls.new_path(cfg)
+        if path.exists() and any(path.iterdir()):
+            raise RunError(f"run folder {path} exists already", hint="pass --resume to continue it, or another --run-name")
+        return path
+
     @classmethod
     def create(cls, cfg: RunConfig) -> "RunFolder":
         """A new folder for a run; never reuses one that exists."""
-        from graft.paths import safe_name
-
-        name = cfg.run_name or f"{safe_name(Path(cfg.model.name).stem)}-{cfg.technique.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path = Path(cfg.output_dir) / safe_name(name)
-        if path.exists() and any(path.iterdir()):
-            raise RunError(f"run folder {path} exists already", hint="pass --resume to continue it, or another --run-name")
+        path = cls.check_new(cfg)
         path.mkdir(parents=True, exist_ok=True)
         folder = cls(path)
         cfg.save(folder.config)

@@ -366,11 +366,7 @@ def test_models_list():
     assert "minilm-l6" in p.stdout
 
 
-# BUG (graft/cli/models.py list_models): the table is sized to the console, and Rich assumes 80
-# columns when stdout is not a terminal, so `graft models list | grep ...` (or any 80-column
-# terminal) shows "smollm2-135m…": the one name a user has to type cannot be read. The name column
-# needs no_wrap/overflow="fold" (or min_width). Remove the xfail once fixed.
-@pytest.mark.xfail(strict=True, reason="model names truncated at 80 columns")
+# Rich assumes 80 columns when piped; the name column must still be readable in full.
 def test_models_list_at_default_width():
     env = _env()
     env.pop("COLUMNS")
@@ -421,11 +417,7 @@ def test_help_lists_the_commands():
         assert command in p.stdout.split() or f" {command} " in p.stdout, f"{command} missing from --help"
 
 
-# BUG (graft/cli/__init__.py, the `except Exception` branch of main()): it checks
-# isinstance(e, click.ClickException), but Typer 0.29 raises its vendored typer._click exceptions,
-# which are not subclasses of click's. Every usage error (unknown command, unknown option, a value
-# of the wrong type) escapes as a traceback with exit code 1. Remove the xfail once fixed.
-@pytest.mark.xfail(strict=True, reason="usage errors escape as tracebacks (typer._click vs click)")
+# Usage errors are click's: exit 2 with a usage message, no traceback.
 @pytest.mark.parametrize("args, needle", [
     (["trian"], "trian"),                                  # unknown command
     (["train", "--learning-rate", "1e-3"], "--learning-rate"),  # unknown option
