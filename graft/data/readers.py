@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from graft.errors import DataError, DataRowError, OfflineError
+from graft.network import CONNECT_TIMEOUT_S, hub_reachable, offline_by_env
 
 SUPPORTED = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_CONNECT_TIMEOUT_S = 3.0
 
 # A row is either the parsed value or the DataRowError that reading it produced, so that
 # load_examples can skip unreadable lines as well as malformed ones.
@@ -147,24 +144,8 @@ def _read_txt(p: Path) -> Iterator[RawRow]:
 # -- Hugging Face Hub ------------------------------------------------------------------------------
 
 
-def _offline_by_env() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
-def hub_reachable(timeout: float = _CONNECT_TIMEOUT_S) -> bool:
-    """A plain TCP connect: fails within ``timeout`` instead of waiting on HTTP retries."""
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _read_hub(dataset_id: str, split: str) -> Iterator[RawRow]:
-    if _offline_by_env():
+    if offline_by_env("HF_DATASETS_OFFLINE"):
         raise OfflineError(
             f"'{dataset_id}' is not a local file, and as a Hub dataset id it needs the network, "
             "but HF_HUB_OFFLINE is set",
@@ -173,7 +154,7 @@ def _read_hub(dataset_id: str, split: str) -> Iterator[RawRow]:
     if not hub_reachable():
         raise OfflineError(
             f"'{dataset_id}' is not a local file, and the Hugging Face Hub cannot be reached "
-            f"to load it as a dataset id (no connection within {_CONNECT_TIMEOUT_S:.0f} s)",
+            f"to load it as a dataset id (no connection within {CONNECT_TIMEOUT_S:.0f} s)",
             hint="check the path, or the network connection",
         )
     import datasets

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
+from graft import network
 from graft.errors import ModelNotFoundError, OfflineError
+from graft.network import offline_by_env
 
 # Enough to load a model with transformers from safetensors; no pickled weights.
 DEFAULT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
@@ -18,16 +17,8 @@ def looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hub answers a TCP connect within `timeout`; honours HF_HUB_OFFLINE and HF_ENDPOINT."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def hub_reachable() -> bool:
+    return not offline_by_env() and network.hub_reachable()
 
 
 def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from graft.errors import DataRowError
 
-from ._common import describe
+from ._common import describe, get_list, get_str
 
 
 @dataclass
@@ -65,3 +65,23 @@ def build_messages(
     if system_parts:
         messages.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
     return messages
+
+
+def parse_turns(row: dict[str, Any], list_key: str, role_key: str, content_key: str,
+                roles: dict[str, str], source: str, row_no: int) -> list[Turn]:
+    """Read `row[list_key]` as turns of {role_key, content_key}, mapping speaker names through `roles`."""
+    turns = []
+    for i, turn in enumerate(get_list(row, list_key, source, row_no)):
+        where = f"{list_key}[{i}]"
+        if not isinstance(turn, dict):
+            raise DataRowError(source, row_no, where,
+                               f"expected an object with '{role_key}' and '{content_key}', got {describe(turn)}")
+        speaker = get_str(turn, role_key, source, row_no, field=f"{where}.{role_key}")
+        role = roles.get(speaker.strip().lower())
+        if role is None:
+            raise DataRowError(source, row_no, f"{where}.{role_key}",
+                               f"unknown role '{speaker}'; expected one of {', '.join(roles)}")
+        if content_key not in turn:
+            raise DataRowError(source, row_no, f"{where}.{content_key}", "missing")
+        turns.append(Turn(role, turn[content_key], f"{where}.{role_key}", f"{where}.{content_key}"))
+    return turns

@@ -13,8 +13,8 @@ from typing import Any
 from graft.data.example import Example
 from graft.errors import DataRowError
 
-from ._chat import Turn, build_messages
-from ._common import describe, get_list, get_str, require_dict
+from ._chat import build_messages, parse_turns
+from ._common import describe, get_str, require_dict
 
 NAME = "sharegpt"
 REQUIRED = "conversations: [{from, value}, ...]; optional system, tools"
@@ -32,20 +32,7 @@ def detect(row: Any) -> bool:
 
 def convert(row: Any, source: str, row_no: int, system_prompt: str | None = None) -> Example:
     row = require_dict(row, source, row_no)
-    turns = []
-    for i, turn in enumerate(get_list(row, "conversations", source, row_no)):
-        where = f"conversations[{i}]"
-        if not isinstance(turn, dict):
-            raise DataRowError(source, row_no, where,
-                               f"expected an object with 'from' and 'value', got {describe(turn)}")
-        speaker = get_str(turn, "from", source, row_no, field=f"{where}.from")
-        role = ROLES.get(speaker.strip().lower())
-        if role is None:
-            raise DataRowError(source, row_no, f"{where}.from",
-                               f"unknown role '{speaker}'; expected one of {', '.join(ROLES)}")
-        if "value" not in turn:
-            raise DataRowError(source, row_no, f"{where}.value", "missing")
-        turns.append(Turn(role, turn["value"], f"{where}.from", f"{where}.value"))
+    turns = parse_turns(row, "conversations", "from", "value", ROLES, source, row_no)
     system = get_str(row, "system", source, row_no, required=False, allow_empty=True)
     messages = build_messages(turns, source, row_no, "conversations", system=system,
                               default_system=system_prompt, system_suffix=_tools_text(row, source, row_no))
