@@ -77,7 +77,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         folder.truncate_metrics(after_step=state["step"])
         say(f"resumed from {latest[1].name} (step {state['step']} of {total_steps})")
 
-    micro = _micro_batches(data.train.items, lengths, cfg, batches_per_epoch)
+    micro = _micro_batches(data.train.items, lengths, cfg)
     summary = {
         "status": "running",
         "model": source.describe(),
@@ -101,7 +101,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         model.train()
         while state["step"] < total_steps:
             t0 = time.perf_counter()
-            step_batches = [next(micro(state["step"] * cfg.train.grad_accum + k)) for k in range(cfg.train.grad_accum)]
+            step_batches = [micro(state["step"] * cfg.train.grad_accum + k) for k in range(cfg.train.grad_accum)]
             n_targets = sum(len(b.targets) for b in step_batches)
             step_loss = 0.0
             for b in step_batches:
@@ -155,18 +155,24 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     return TrainResult(folder.path, summary)
 
 
-def _micro_batches(items, lengths, cfg: RunConfig, per_epoch: int):
-    """micro(i) -> iterator over the i-th micro-batch of the whole run; a pure function of i."""
-    cache: dict[int, list[list[int]]] = {}
+def _micro_batches(items, lengths, cfg: RunConfig):
+    """batch(i) -> the i-th micro-batch of the whole run, a pure function of i (so a resume sees the same data).
 
-    def micro(i: int):
-        epoch, within = divmod(i, per_epoch)
-        if epoch not in cache:
-            cache.clear()
-            cache[epoch] = group(len(items), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, epoch)
-        yield flatten([items[j] for j in cache[epoch][within]])
+    Epochs are walked by their own lengths: with packing, each epoch's shuffle can give a different count.
+    """
+    epochs: list[list[list[int]]] = []
 
-    return micro
+    def batch(i: int):
+        epoch = 0
+        while True:
+            if epoch == len(epochs):
+                epochs.append(group(len(items), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, epoch))
+            if i < len(epochs[epoch]):
+                return flatten([items[j] for j in epochs[epoch][i]])
+            i -= len(epochs[epoch])
+            epoch += 1
+
+    return batch
 
 
 def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, progress: Progress) -> dict:

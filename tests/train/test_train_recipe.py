@@ -172,3 +172,19 @@ def test_resume_without_checkpoint_is_refused(tiny_model_dir, tiny_chat_data, tm
         train(cfg, resume_dir=folder.path)
     with pytest.raises(RunError, match="not a graft run folder"):
         train(cfg, resume_dir=tmp_path / "nowhere")
+
+
+def test_every_epoch_is_walked_by_its_own_batch_count_with_packing():
+    """With packing, each epoch's shuffle packs into a different number of micro-batches."""
+    from graft.data.batching import group
+    from graft.data.tokenize import Tokenized
+    from graft.train.recipe import _micro_batches
+
+    lengths = [5, 9, 3, 12, 7, 4, 11, 6, 8, 2, 10, 5, 9, 3]
+    items = [Tokenized(list(range(n)), list(range(n))) for n in lengths]
+    cfg = RunConfig.from_dict({"data": {"path": "x", "packing": True, "max_length": 8}, "train": {"batch_size": 2, "seed": 3}})
+    counts = [len(group(len(items), lengths, 2, 8, True, 3, e)) for e in range(6)]
+    assert len(set(counts)) > 1, "the fixture must give epochs of different sizes"
+    batch = _micro_batches(items, lengths, cfg)
+    seen = [batch(i).tokens for i in range(sum(counts))]
+    assert sum(seen) == 6 * sum(lengths)  # six whole epochs, nothing skipped or repeated
