@@ -54,7 +54,7 @@ def main() -> None:
         cfg = RunConfig.from_dict({
             "data": {"path": str(ALPACA), "skip_bad_rows": True, "max_length": args.max_length, "eval_size": 0},
             "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": 1e-4},
-            "technique": {"lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"}},
+            "technique": {"name": "lora", "r": 8, "alpha": 16, "target_modules": "all-linear"},
             "output_dir": out, "run_name": "speed",
         })
         result = train(cfg)

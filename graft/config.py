@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from graft.errors import ConfigError
 
@@ -44,16 +44,38 @@ class DataConfig(_Section):
     system_prompt: str | None = None
 
 
-class LoraSettings(_Section):
-    r: int = Field(8, ge=1)
-    alpha: float = Field(16, gt=0)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: str | list[str] = "all-linear"
-
-
 class TechniqueConfig(_Section):
+    """`name` picks the technique; every other key is one of its options (`graft techniques show NAME`).
+
+    Options are validated by the technique's own settings model and stored with their defaults
+    filled in, so the saved config says exactly what ran.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
     name: str = "lora"
-    lora: LoraSettings = LoraSettings()
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> "TechniqueConfig":
+        from graft.errors import GraftError
+        from graft.techniques import get_technique
+
+        try:
+            technique = get_technique(self.name)
+        except GraftError as e:
+            raise ValueError(str(e) + (f" ({e.hint})" if e.hint else "")) from None
+        try:
+            parsed = technique.parse(dict(self.model_extra or {}))
+        except ValidationError as e:
+            raise ValueError(f"{self.name}: " + _describe(e)) from None
+        self.__pydantic_extra__ = parsed.model_dump(mode="json")
+        return self
+
+    @property
+    def options(self):
+        """The technique's validated settings object."""
+        from graft.techniques import get_technique
+
+        return get_technique(self.name).parse(dict(self.model_extra or {}))
 
 
 class TrainConfig(_Section):
@@ -80,6 +102,8 @@ class CheckpointConfig(_Section):
 
 
 class RunConfig(_Section):
+    task: Literal["auto", "causal-lm", "classification"] = Field(
+        "auto", description="auto: classification for encoder models and labelled data, else causal-lm")
     model: ModelConfig = ModelConfig()
     data: DataConfig
     technique: TechniqueConfig = TechniqueConfig()
@@ -151,5 +175,8 @@ def _describe(e: ValidationError) -> str:
     parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown option"
+        parts.append(f"{loc}: {msg}")
     return "; ".join(parts)

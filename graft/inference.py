@@ -21,43 +21,69 @@ class Loaded:
     has_adapter: bool
     base: str  # the base model's spec
     run_dir: Path | None = None
+    task: str = "causal-lm"
+    technique: str | None = None
+    labels: list[str] | None = None
+    mergeable: bool = True
+    packed: bool = True  # scoring may pack rows (prompt methods need one example a row)
 
 
 def load_for_inference(target: str | Path, progress: Progress | None = None, merge: bool = False) -> Loaded:
-    """`target` is a run folder, an adapter folder (PEFT format) or anything `resolve` accepts.
+    """`target` is a run folder, a saved technique folder (PEFT format or graft.json) or anything `resolve` accepts.
 
-    With `merge`, adapter weights are folded into the base (faster generation, adapter no longer switchable).
+    With `merge`, mergeable adapters are folded into the base (faster generation, no longer switchable).
     """
     from graft.models import load_model
+    from graft.techniques.saved import read_meta
     from graft.train.run_folder import RunFolder
 
     path = Path(target)
     if (path / "config.yaml").is_file():
         folder = RunFolder.open(path)
         cfg = folder.load_config()
-        adapter = folder.adapter if (folder.adapter / "adapter_config.json").is_file() else None
-        if adapter is None:
+        saved = folder.adapter if (folder.adapter / "graft.json").is_file() or (folder.adapter / "adapter_config.json").is_file() else None
+        if saved is None:
             latest = folder.latest_checkpoint()
             if latest is None:
-                raise RunError(f"run {path} has no adapter and no checkpoint yet")
-            adapter = latest[1] / "adapter"
-        model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code, task="causal-lm", progress=progress)
-        return Loaded(_attach(model, adapter, merge), tokenizer, True, cfg.model.name, path)
-    if (path / "adapter_config.json").is_file():
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base:
-            raise RunError(f"{path}/adapter_config.json names no base model")
-        model, tokenizer = load_model(base, task="causal-lm", progress=progress)
-        return Loaded(_attach(model, path, merge), tokenizer, True, base)
+                raise RunError(f"run {path} has no trained weights and no checkpoint yet")
+            saved = latest[1] / "adapter"
+        return _load_trained(cfg.model.name, saved, read_meta(saved), cfg.model.dtype, cfg.model.trust_remote_code, merge, progress, path)
+    if (path / "graft.json").is_file() or (path / "adapter_config.json").is_file():
+        meta = read_meta(path)
+        base = _base_of(path)
+        return _load_trained(base, path, meta, "float32", False, merge, progress, None)
     model, tokenizer = load_model(str(target), task="causal-lm", progress=progress)
     return Loaded(model, tokenizer, False, str(target))
 
 
-def _attach(model, adapter_dir: Path, merge: bool):
-    from peft import PeftModel
+def _base_of(folder: Path) -> str:
+    # graft.json keeps the name the run used (a catalog name travels; a cache path does not)
+    meta, peft_cfg = folder / "graft.json", folder / "adapter_config.json"
+    base = json.loads(meta.read_text()).get("base_model") if meta.is_file() else None
+    base = base or (json.loads(peft_cfg.read_text()).get("base_model_name_or_path") if peft_cfg.is_file() else None)
+    if not base:
+        raise RunError(f"{folder} names no base model (adapter_config.json base_model_name_or_path)")
+    return base
 
-    model = PeftModel.from_pretrained(model, adapter_dir)
-    return model.merge_and_unload() if merge else model
+
+def _load_trained(base: str, saved: Path, meta: dict, dtype: str, trust_remote_code: bool, merge: bool,
+                  progress: Progress | None, run_dir: Path | None) -> Loaded:
+    from graft.models import load_model
+    from graft.techniques import get_technique
+    from graft.techniques.saved import attach
+
+    task = meta.get("task", "causal-lm")
+    technique = get_technique(meta["technique"]) if meta.get("technique") else None
+    options = technique.parse(meta.get("options", {})) if technique else None
+    load_options = technique.load_options(options, task) if technique else {}
+    model, tokenizer = load_model(base, dtype, trust_remote_code, task=task, labels=meta.get("labels"),
+                                  load_options=load_options, progress=progress)
+    model = attach(model, saved, meta)
+    mergeable = technique.mergeable if technique else True
+    if merge and mergeable and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    packed = task == "causal-lm" and (technique.packs_sequences if technique else True)
+    return Loaded(model, tokenizer, True, base, run_dir, task, meta.get("technique"), meta.get("labels"), mergeable, packed)
 
 
 def stream_reply(model, tokenizer, messages: list[dict[str, str]], max_new_tokens: int = 256,

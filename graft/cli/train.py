@@ -17,17 +17,18 @@ FLAG_KEYS = {
     "model": "model.name", "data": "data.path", "format": "data.format", "eval_data": "data.eval_path",
     "max_length": "data.max_length", "train_on": "data.train_on", "packing": "data.packing",
     "skip_bad_rows": "data.skip_bad_rows", "limit": "data.limit", "technique": "technique.name",
-    "lora_r": "technique.lora.r", "lora_alpha": "technique.lora.alpha", "lora_dropout": "technique.lora.dropout",
-    "target_modules": "technique.lora.target_modules", "epochs": "train.epochs", "max_steps": "train.max_steps",
+    "rank": "technique.r", "alpha": "technique.alpha", "dropout": "technique.dropout",
+    "target_modules": "technique.target_modules", "epochs": "train.epochs", "max_steps": "train.max_steps",
     "batch_size": "train.batch_size", "grad_accum": "train.grad_accum", "lr": "train.lr",
     "scheduler": "train.scheduler", "seed": "train.seed", "checkpoint_every": "checkpoint.every",
-    "keep_last": "checkpoint.keep_last", "output_dir": "output_dir", "run_name": "run_name",
+    "keep_last": "checkpoint.keep_last", "output_dir": "output_dir", "run_name": "run_name", "task": "task",
 }
 
 
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="run.yaml"),
     model: Optional[str] = typer.Option(None, help="catalog name, folder, .gguf file or Hub id"),
+    task: Optional[str] = typer.Option(None, help="causal-lm | classification (default: auto, from model and data)"),
     data: Optional[str] = typer.Option(None, help="training data file or Hub dataset id"),
     format: Optional[str] = typer.Option(None, help="alpaca|sharegpt|messages|text|auto"),
     eval_data: Optional[str] = typer.Option(None, help="separate eval file (default: a held-out split)"),
@@ -36,10 +37,11 @@ def train(
     packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="fill micro-batches by token budget"),
     skip_bad_rows: Optional[bool] = typer.Option(None, "--skip-bad-rows", help="skip malformed rows instead of stopping"),
     limit: Optional[int] = typer.Option(None, help="use only the first N rows"),
-    technique: Optional[str] = typer.Option(None, help="fine-tuning technique (lora)"),
-    lora_r: Optional[int] = typer.Option(None, help="LoRA rank"),
-    lora_alpha: Optional[float] = typer.Option(None, help="LoRA alpha"),
-    lora_dropout: Optional[float] = typer.Option(None, help="LoRA dropout"),
+    technique: Optional[str] = typer.Option(None, help="fine-tuning technique (default lora; see `graft techniques list`)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="a technique option, e.g. -o r=16 (`graft techniques show NAME`)"),
+    rank: Optional[int] = typer.Option(None, "--rank", "--lora-r", help="technique option r (rank)"),
+    alpha: Optional[float] = typer.Option(None, "--alpha", "--lora-alpha", help="technique option alpha"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", "--lora-dropout", help="technique option dropout"),
     target_modules: Optional[str] = typer.Option(None, help="all-linear, or comma-separated module names"),
     epochs: Optional[float] = typer.Option(None, help="passes over the data"),
     max_steps: Optional[int] = typer.Option(None, help="optimizer steps (overrides epochs)"),
@@ -65,7 +67,10 @@ def train(
     values = locals()
     overrides = {key: values[flag] for flag, key in FLAG_KEYS.items() if values[flag] is not None}
     if target_modules and target_modules != "all-linear":
-        overrides["technique.lora.target_modules"] = [m.strip() for m in target_modules.split(",") if m.strip()]
+        overrides["technique.target_modules"] = [m.strip() for m in target_modules.split(",") if m.strip()]
+    for item in option:
+        key, value = parse_set_option(item)
+        overrides[f"technique.{key}"] = value
     overrides.update(parse_set_option(item) for item in set_)
 
     if resume:
@@ -96,6 +101,8 @@ def _run(fn) -> None:
     out.print(
         f"[bold green]done[/bold green] {result.run_dir}: {s['steps']} steps, loss {s['first_loss']:.4f} -> "
         f"{s['final_loss']:.4f}, {s['tokens_per_s']} tok/s, trainable {s['trainable_percent']}%"
-        + (f", eval loss {s['eval_loss']:.4f} (ppl {s['eval_ppl']:.2f})" if "eval_loss" in s else ""),
+        + (f", eval loss {s['eval_loss']:.4f}" if "eval_loss" in s else "")
+        + (f" (ppl {s['eval_ppl']:.2f})" if "eval_ppl" in s else "")
+        + (f", accuracy {s['eval_accuracy']:.1f}%, macro F1 {s['eval_f1_macro']:.1f}" if "eval_accuracy" in s else ""),
         highlight=False,
     )

@@ -4,6 +4,9 @@ Each micro-batch is its examples laid end to end in one row, with position ids r
 example. transformers builds a block-diagonal causal mask from those position ids (when no
 attention mask and no cache are passed), so no token attends across examples and no compute is
 spent on padding. Labels are shifted here, once, so the loss needs no per-row bookkeeping.
+
+Techniques that add positions to every sequence (prompt tuning and friends) and classification
+need one example a row: `pad` right-pads those, and still counts only the real tokens.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from graft.data.tokenize import IGNORE, Tokenized
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor  # [1, T]
-    position_ids: torch.Tensor  # [1, T]
-    targets: torch.Tensor  # [K] next-token ids at the positions that carry a loss
-    target_positions: torch.Tensor  # [K] positions in the row whose logits predict `targets`
-    tokens: int  # real tokens in the row (all of them: there is no padding)
+    input_ids: torch.Tensor  # [1, T] packed, or [B, T] padded
+    position_ids: torch.Tensor | None  # [1, T] packed; None when padded
+    targets: torch.Tensor  # [K] next-token ids at the positions that carry a loss (class ids: [B])
+    target_positions: torch.Tensor  # [K] positions whose logits predict `targets`
+    tokens: int  # real tokens, padding excluded
     examples: int
+    attention_mask: torch.Tensor | None = None  # [B, T] padded rows only
+    target_rows: torch.Tensor | None = None  # [K] row of each target, padded rows only
+    classify: bool = False  # targets are class ids, one per row
 
 
 def flatten(items: list[Tokenized]) -> Batch:
@@ -68,3 +74,34 @@ def group(n_items: int, lengths: list[int], batch_size: int, max_length: int, pa
     if current:
         groups.append(current)
     return groups
+
+
+def pad(items: list[Tokenized], pad_id: int) -> Batch:
+    """One example a row, right-padded; for classification items the targets are their labels."""
+    width = max(len(t.input_ids) for t in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    targets, rows, where = [], [], []
+    for r, item in enumerate(items):
+        n = len(item.input_ids)
+        ids[r, :n] = torch.tensor(item.input_ids)
+        mask[r, :n] = 1
+        if item.label is not None:
+            continue
+        for j in range(n - 1):
+            if item.labels[j + 1] != IGNORE:
+                targets.append(item.labels[j + 1])
+                rows.append(r)
+                where.append(j)
+    classify = items[0].label is not None
+    return Batch(
+        input_ids=ids,
+        position_ids=None,
+        targets=torch.tensor([t.label for t in items] if classify else targets, dtype=torch.long),
+        target_positions=torch.tensor(where, dtype=torch.long),
+        tokens=int(mask.sum()),
+        examples=len(items),
+        attention_mask=mask,
+        target_rows=torch.tensor(rows, dtype=torch.long),
+        classify=classify,
+    )

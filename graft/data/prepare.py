@@ -16,6 +16,7 @@ class PreparedData:
     format: str = ""
     rows_read: int = 0
     skipped: list = field(default_factory=list)  # DataRowError per skipped row
+    labels: list[str] | None = None  # class names, classification only
 
     def report(self) -> dict:
         return {
@@ -27,6 +28,7 @@ class PreparedData:
             "train_tokens": self.train.tokens,
             "truncated": self.train.truncated + (self.eval.truncated if self.eval else 0),
             "dropped_after_truncation": self.train.dropped + (self.eval.dropped if self.eval else 0),
+            **({"labels": self.labels} if self.labels else {}),
         }
 
 
@@ -45,8 +47,15 @@ def load_split(cfg: DataConfig, seed: int):
     return loaded, train, held
 
 
-def prepare_data(cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
+def prepare_data(cfg: DataConfig, tokenizer, seed: int, task: str = "causal-lm") -> PreparedData:
     loaded, train_ex, eval_ex = load_split(cfg, seed)
+    if task == "classification":
+        from graft.data.classify import label_names, tokenize_classification
+
+        labels = label_names(train_ex)
+        train = tokenize_classification(train_ex, tokenizer, cfg.max_length, labels)
+        evals = tokenize_classification(eval_ex, tokenizer, cfg.max_length, labels) if eval_ex else None
+        return PreparedData(train, evals, eval_ex, loaded.format, loaded.rows_read, loaded.skipped, labels)
     train = tokenize_examples(train_ex, tokenizer, cfg.max_length, cfg.train_on)
     evals = tokenize_examples(eval_ex, tokenizer, cfg.max_length, cfg.train_on) if eval_ex else None
     return PreparedData(train, evals, eval_ex, loaded.format, loaded.rows_read, loaded.skipped)

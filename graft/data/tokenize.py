@@ -17,7 +17,8 @@ IGNORE = -100
 @dataclass
 class Tokenized:
     input_ids: list[int]
-    labels: list[int]
+    labels: list[int]  # per-token targets (IGNORE where no loss); empty for classification
+    label: int | None = None  # class id, classification only
 
     @property
     def targets(self) -> int:
@@ -92,7 +93,7 @@ def tokenize_examples(examples, tokenizer, max_length: int, train_on: str = "res
         else:
             raise DataError(
                 f"{ex.source}: {ex.kind} data cannot train a causal language model",
-                hint="classification fine-tunes need an encoder model and task 'classification'",
+                hint="train a classifier with --task classification (an encoder such as minilm-l6 suits it)",
             )
     if not out.items:
         raise DataError("no trainable examples after tokenization (every response was truncated away?)",

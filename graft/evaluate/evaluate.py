@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from graft.data.classify import tokenize_classification
 from graft.data.tokenize import tokenize_examples
 from graft.errors import ConfigError
 from graft.evaluate.generate import generate_batch
@@ -15,6 +16,7 @@ from graft.evaluate.metrics import exact_match
 from graft.evaluate.perplexity import evaluate_perplexity
 from graft.inference import Loaded, load_for_inference
 from graft.progress import NullProgress, Progress
+from graft.train.loss import evaluate_items
 
 
 def held_out_examples(loaded: Loaded, data: str | None, fmt: str = "auto", skip_bad_rows: bool = False,
@@ -36,12 +38,21 @@ def held_out_examples(loaded: Loaded, data: str | None, fmt: str = "auto", skip_
 
 
 def score(model, tokenizer, examples, max_length: int = 1024, max_new_tokens: int | None = None,
-          batch_size: int = 8, samples: int = 3, progress: Progress | None = None) -> dict:
-    """Perplexity over every example; exact match over chat examples whose last turn is the answer."""
+          batch_size: int = 8, samples: int = 3, progress: Progress | None = None, packed: bool = True,
+          labels: list[str] | None = None) -> dict:
+    """Perplexity over every example; exact match over chat examples whose last turn is the answer.
+
+    With `labels` (a classifier's classes): loss, accuracy and F1 instead.
+    """
     progress = progress or NullProgress()
     result: dict = {"examples": len(examples)}
+    pad_id = tokenizer.pad_token_id or 0
+    if labels:
+        items = tokenize_classification(examples, tokenizer, max_length, labels).items
+        result.update(evaluate_items(model, items, batch_size, progress, packed=False, pad_id=pad_id))
+        return result
     items = tokenize_examples(examples, tokenizer, max_length).items
-    result.update(evaluate_perplexity(model, items, batch_size, progress))
+    result.update(evaluate_perplexity(model, items, batch_size, progress, packed, pad_id))
 
     qa = [e for e in examples if e.kind == "chat" and e.messages[-1]["role"] == "assistant"]
     if qa:
@@ -66,18 +77,33 @@ def evaluate(target: str | Path, data: str | None = None, fmt: str = "auto", lim
     if compare_base and not loaded.has_adapter:
         raise ConfigError(f"--compare-base needs a run or adapter; {target} is a plain model")
     examples = held_out_examples(loaded, data, fmt, skip_bad_rows, limit)
-    args = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+    args = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, labels=loaded.labels)
     out: dict = {"target": str(target), "base_model": loaded.base}
     if not loaded.has_adapter:
         out["model"] = score(loaded.model, loaded.tokenizer, examples, **args)
         return out
     if compare_base:
-        with loaded.model.disable_adapter():
-            out["base"] = score(loaded.model, loaded.tokenizer, examples, **args)
+        out["base"] = _score_base(loaded, examples, args)
     # Generation through unmerged LoRA layers is several times slower on CPU; merge while scoring.
-    loaded.model.merge_adapter()
+    merge = loaded.mergeable and hasattr(loaded.model, "merge_adapter")
+    if merge:
+        loaded.model.merge_adapter()
     try:
-        out["tuned"] = score(loaded.model, loaded.tokenizer, examples, **args)
+        out["tuned"] = score(loaded.model, loaded.tokenizer, examples, packed=loaded.packed, **args)
     finally:
-        loaded.model.unmerge_adapter()
+        if merge:
+            loaded.model.unmerge_adapter()
     return out
+
+
+def _score_base(loaded: Loaded, examples, args: dict) -> dict:
+    """The base model's scores: the adapter switched off (peft), or the base loaded on its own."""
+    if loaded.labels:
+        raise ConfigError("--compare-base is not meaningful for a classifier: the base model has no trained head")
+    if hasattr(loaded.model, "disable_adapter"):
+        with loaded.model.disable_adapter():
+            return score(loaded.model, loaded.tokenizer, examples, **args)
+    from graft.models import load_model
+
+    base, tokenizer = load_model(loaded.base, task="causal-lm")
+    return score(base, tokenizer, examples, **args)

@@ -11,6 +11,6 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))  # capped: an untrained model's exp(loss) overflows nothing useful
 
 
-def evaluate_perplexity(model, items, batch_size: int = 8, progress=None) -> dict:
-    loss = mean_loss(model, items, batch_size, progress)
+def evaluate_perplexity(model, items, batch_size: int = 8, progress=None, packed: bool = True, pad_id: int = 0) -> dict:
+    loss = mean_loss(model, items, batch_size, progress, packed, pad_id)
     return {"loss": loss, "perplexity": perplexity(loss)}

@@ -80,8 +80,15 @@ def load_model(
     task: str | None = None,
     num_labels: int | None = None,
     progress: Progress | None = None,
+    labels: list[str] | None = None,
+    load_options: dict | None = None,
+    tokenizer=None,
 ):
-    """Load (model, tokenizer). `task` defaults to what the model is: causal-lm or encoder."""
+    """Load (model, tokenizer). `task` defaults to what the model is: causal-lm or encoder.
+
+    For task "classification", `labels` names the classes (the new head gets one output each);
+    `load_options` go to from_pretrained as they are (a technique's quantization config, say).
+    """
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     source = resolve(spec) if isinstance(spec, str) else spec
@@ -94,7 +101,14 @@ def load_model(
     }
     if task not in classes:
         raise ModelNotFoundError(f"unknown model task '{task}'; expected one of {', '.join(classes)}")
-    kwargs = {"num_labels": num_labels} if num_labels else {}
+    tokenizer = tokenizer or load_tokenizer(source, trust_remote_code=trust_remote_code)
+    kwargs = dict(load_options or {})
+    if labels:
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    elif num_labels:
+        kwargs["num_labels"] = num_labels
+    if task == "classification":
+        kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)  # decoders find each row's last token by it
     try:
         model = classes[task].from_pretrained(
             folder,
@@ -105,5 +119,4 @@ def load_model(
         )
     except (OSError, ValueError) as e:
         raise ModelNotFoundError(f"cannot load model from {folder}: {e}") from None
-    tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     return model, tokenizer

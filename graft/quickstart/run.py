@@ -23,7 +23,7 @@ def quickstart_config(output_dir: str, data_dir: Path, steps: int, run_name: str
     return RunConfig.from_dict({
         "model": {"name": MODEL},
         "data": {"path": str(data_dir / "train.json"), "eval_path": str(data_dir / "eval.json"), "max_length": 256},
-        "technique": {"name": "lora", "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}},
+        "technique": {"name": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"},
         "train": {"max_steps": steps, "batch_size": 8, "lr": 1e-3, "scheduler": "cosine", "warmup_steps": 3,
                   "log_every": 1, "seed": 0},
         "checkpoint": {"every": max(1, steps // 2), "keep_last": 1},

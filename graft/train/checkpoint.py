@@ -1,4 +1,4 @@
-"""Checkpoints: the adapter in PEFT format plus optimizer, scheduler and RNG state.
+"""Checkpoints: the trained weights (as the technique saves them) plus optimizer, scheduler and RNG state.
 
 Written into a temporary folder and renamed, so a process killed mid-write leaves no checkpoint
 that looks complete.
@@ -10,18 +10,19 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from graft.errors import RunError
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, save_weights: Callable[[Path], None], optimizer, scheduler, state: dict[str, Any]) -> None:
+    """`save_weights(folder)` writes the trained weights (the technique's own format) into folder."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter")
+    save_weights(tmp / "adapter")
     torch.save(
         {
             "optimizer": optimizer.state_dict(),
@@ -36,14 +37,11 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, state: dict[str, An
     tmp.rename(path)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    weights = path / "adapter" / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise RunError(f"checkpoint {path} has no adapter weights")
-    set_peft_model_state_dict(model, load_file(weights))
+def load_checkpoint(path: Path, restore: Callable[[Path], None], weights_file: str, optimizer, scheduler) -> dict[str, Any]:
+    """`restore(folder)` loads the weights that `save_weights` wrote back into the model."""
+    if not (path / "adapter" / weights_file).is_file():
+        raise RunError(f"checkpoint {path} has no trained weights ({weights_file})")
+    restore(path / "adapter")
     # weights_only: the file holds tensors and plain containers, nothing to execute
     blob = torch.load(path / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(blob["optimizer"])

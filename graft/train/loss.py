@@ -1,7 +1,9 @@
-"""Next-token loss computed only where there is a target.
+"""Losses computed only where there is a target.
 
-Logits are produced only at positions that carry a label (transformers' `logits_to_keep` takes
-an index tensor), so prompt tokens cost no lm_head matmul and no vocab-sized activations.
+Packed rows: logits are produced only at positions that carry a label (transformers'
+`logits_to_keep` takes an index tensor), so prompt tokens cost no lm_head matmul and no
+vocab-sized activations. Padded rows (prompt methods): the model may prepend virtual positions,
+so the last T logits are the ones that line up with the input. Classification: one class a row.
 """
 
 from __future__ import annotations
@@ -9,39 +11,71 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from graft.data.batching import Batch
+from graft.data.batching import Batch, flatten, pad
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def forward_logits(model, batch: Batch) -> torch.Tensor:
+    """[K, V] logits for the batch's K targets (or [B, C] class logits)."""
+    device = _device(model)
+    if batch.classify:
+        out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
+        return out.logits.float()
+    if batch.attention_mask is None:
+        out = model(
+            input_ids=batch.input_ids.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,  # a cache would disable the packed-sequence mask
+            logits_to_keep=batch.target_positions.to(device),
+        )
+        return out.logits[0].float()
+    width = batch.input_ids.shape[1]
+    out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False)
+    logits = out.logits[:, -width:]
+    return logits[batch.target_rows.to(device), batch.target_positions.to(device)].float()
 
 
 def loss_sum(model, batch: Batch) -> torch.Tensor:
     """Summed cross-entropy over the batch's targets (divide by the window's target count)."""
-    device = next(model.parameters()).device
-    out = model(
-        input_ids=batch.input_ids.to(device),
-        position_ids=batch.position_ids.to(device),
-        use_cache=False,  # a cache would disable the packed-sequence mask
-        logits_to_keep=batch.target_positions.to(device),
-    )
-    logits = out.logits[0].float()
-    return F.cross_entropy(logits, batch.targets.to(device), reduction="sum")
+    return F.cross_entropy(forward_logits(model, batch), batch.targets.to(_device(model)), reduction="sum")
+
+
+def make_batch(items, packed: bool, pad_id: int) -> Batch:
+    return flatten(items) if packed else pad(items, pad_id)
 
 
 @torch.no_grad()
-def mean_loss(model, items, batch_size: int = 8, progress=None) -> float:
-    """Mean next-token loss over every target of `items` (tokenized examples)."""
-    from graft.data.batching import flatten
+def evaluate_items(model, items, batch_size: int = 8, progress=None, packed: bool = True, pad_id: int = 0) -> dict:
+    """Mean loss over every target of `items`; for classification also accuracy and F1."""
+    from graft.evaluate.metrics import classification_scores
 
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count, preds, gold = 0.0, 0, [], []
     if progress:
         progress.start("eval", total=len(items))
     for i in range(0, len(items), batch_size):
-        batch = flatten(items[i : i + batch_size])
-        total += loss_sum(model, batch).item()
-        count += len(batch.targets)
+        batch = make_batch(items[i : i + batch_size], packed, pad_id)
+        logits = forward_logits(model, batch)
+        targets = batch.targets.to(logits.device)
+        total += F.cross_entropy(logits, targets, reduction="sum").item()
+        count += len(targets)
+        if batch.classify:
+            preds += logits.argmax(-1).tolist()
+            gold += targets.tolist()
         if progress:
             progress.advance("eval", batch.examples)
     if progress:
         progress.finish("eval")
     model.train(was_training)
-    return total / max(count, 1)
+    out = {"loss": total / max(count, 1)}
+    if gold:
+        out.update(classification_scores(preds, gold))
+    return out
+
+
+def mean_loss(model, items, batch_size: int = 8, progress=None, packed: bool = True, pad_id: int = 0) -> float:
+    return evaluate_items(model, items, batch_size, progress, packed, pad_id)["loss"]

@@ -16,14 +16,16 @@ from pathlib import Path
 import torch
 
 from graft.config import RunConfig
-from graft.data.batching import flatten, group
+from graft.data.batching import group
 from graft.data.prepare import prepare_data
 from graft.errors import ConfigError, RunError
-from graft.models import load_model, resolve
+from graft.models import load_model, load_tokenizer, model_task, resolve
+from graft.models.load import ensure_folder
 from graft.progress import NullProgress, Progress
-from graft.techniques import get_technique
+from graft.techniques import ApplyContext, count_parameters, get_technique
+from graft.techniques.saved import head_modules, save_trained
 from graft.train.checkpoint import load_checkpoint, save_checkpoint
-from graft.train.loss import loss_sum, mean_loss
+from graft.train.loss import evaluate_items, loss_sum, make_batch
 from graft.train.optim import build_optimizer, build_scheduler
 from graft.train.run_folder import RunFolder
 
@@ -38,15 +40,26 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     """Fine-tune as `cfg` says. With `resume_dir`, continue that run from its latest checkpoint."""
     progress = progress or NullProgress()
     _check_levers(cfg)
+    technique = get_technique(cfg.technique.name)
+    options = cfg.technique.options
+    technique.check_available()  # before minutes of loading, not after
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     _seed_everything(cfg.train.seed)
 
     if not resume_dir:
-        RunFolder.check_new(cfg)  # fail before minutes of loading, not after
+        RunFolder.check_new(cfg)
     # Model and data are checked before the run folder exists: a bad row leaves nothing behind.
     source = resolve(cfg.model.name, revision=cfg.model.revision)
-    model, tokenizer = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task="causal-lm", progress=progress)
-    data = prepare_data(cfg.data, tokenizer, cfg.train.seed)
+    task = resolve_task(cfg, ensure_folder(source, progress))
+    if not technique.supports(task):
+        raise ConfigError(f"technique '{technique.name}' does not support {task} models (it supports {', '.join(sorted(technique.kinds))})")
+    packed = technique.packs_sequences and task == "causal-lm"
+    if cfg.data.packing and not packed:
+        raise ConfigError(f"data.packing: {technique.name} on {task} needs one example a row; turn packing off")
+    tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
+    data = prepare_data(cfg.data, tokenizer, cfg.train.seed, task)
+    model, _ = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task=task, labels=data.labels,
+                          load_options=technique.load_options(options, task), tokenizer=tokenizer, progress=progress)
 
     folder = RunFolder.open(resume_dir) if resume_dir else RunFolder.create(cfg)
     say = _logger(folder, progress)
@@ -56,32 +69,43 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     for err in data.skipped[:20]:
         say(f"skipped {err}")
 
-    model = get_technique(cfg.technique.name).apply(model, cfg.technique)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total_params = sum(p.numel() for p in model.parameters())
-
     lengths = [len(t.input_ids) for t in data.train.items]
     batches_per_epoch = len(group(len(lengths), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, 0))
     total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * batches_per_epoch / cfg.train.grad_accum))
+
+    head = head_modules(model) if task == "classification" else ()
+    ctx = ApplyContext(kind=task, total_steps=total_steps, model_path=source.folder, head=head)
+    model = technique.apply(model, options, ctx)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "is_loaded_in_8bit", False):
+        model.to(device)  # bitsandbytes places quantized models itself and refuses .to()
+    trainable, total_params = count_parameters(model)
+    if trainable == 0:
+        raise ConfigError(f"technique '{technique.name}' left nothing trainable in this model (check its target modules)")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
+
+    def save_weights(path: Path) -> None:
+        save_trained(technique, model, path, options, task, data.labels, cfg.model.name)
 
     state = {"step": 0, "tokens": 0, "target_tokens": 0, "elapsed_s": 0.0}
     if resume_dir:
         latest = folder.latest_checkpoint()
         if latest is None:
             raise RunError(f"{folder.path} has no complete checkpoint to resume from")
-        state = load_checkpoint(latest[1], model, optimizer, scheduler)
+        state = load_checkpoint(latest[1], lambda p: technique.restore(model, p), technique.weights_file, optimizer, scheduler)
         folder.truncate_metrics(after_step=state["step"])
         say(f"resumed from {latest[1].name} (step {state['step']} of {total_steps})")
 
-    micro = _micro_batches(data.train.items, lengths, cfg)
+    micro = _micro_batches(data.train.items, lengths, cfg, packed, pad_id)
     summary = {
         "status": "running",
+        "task": task,
         "model": source.describe(),
         "technique": cfg.technique.name,
+        "technique_options": options.model_dump(mode="json"),
         "trainable_params": trainable,
         "total_params": total_params,
         "trainable_percent": round(100 * trainable / total_params, 4),
@@ -93,8 +117,11 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     }
     folder.write_summary(summary)
 
+    def run_eval(step: int) -> dict:
+        return _log_eval(folder, model, data.eval, cfg, step, progress, packed, pad_id)
+
     if cfg.train.eval_every and data.eval and state["step"] == 0:
-        summary["eval_loss_start"] = _log_eval(folder, model, data.eval, cfg, 0, progress)["eval_loss"]
+        summary.update({f"{k}_start": v for k, v in run_eval(0).items()})
     progress.start("train", total=total_steps, completed=state["step"])
     last_loss, last_eval, window_start = None, None, time.perf_counter()
     try:
@@ -106,11 +133,15 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             step_loss = 0.0
             for b in step_batches:
                 loss = loss_sum(model, b) / max(n_targets, 1)
-                loss.backward()
                 step_loss += loss.item()
+                if technique.regularizer is not None:  # weighted so the step adds it once
+                    loss = loss + technique.regularizer(model) * (len(b.targets) / max(n_targets, 1))
+                loss.backward()
             grad_norm = _clip(model, cfg.train.max_grad_norm)
             optimizer.step()
             scheduler.step()
+            if technique.on_step is not None:
+                technique.on_step(model, state["step"] + 1)
             optimizer.zero_grad(set_to_none=True)
 
             dt = time.perf_counter() - t0
@@ -128,13 +159,13 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
                 })
             progress.advance("train", 1, loss=step_loss, tokens_per_s=tokens / dt)
             if cfg.train.eval_every and data.eval and state["step"] % cfg.train.eval_every == 0:
-                last_eval = (state["step"], _log_eval(folder, model, data.eval, cfg, state["step"], progress))
+                last_eval = (state["step"], run_eval(state["step"]))
                 model.train()
             if cfg.checkpoint.every and state["step"] % cfg.checkpoint.every == 0 and state["step"] < total_steps:
-                save_checkpoint(folder.checkpoint_path(state["step"]), model, optimizer, scheduler, state)
+                save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state)
                 folder.prune_checkpoints(cfg.checkpoint.keep_last)
     except KeyboardInterrupt:
-        save_checkpoint(folder.checkpoint_path(state["step"]), model, optimizer, scheduler, state)
+        save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state)
         _finish(folder, summary, state, "interrupted", last_loss)
         say(f"interrupted at step {state['step']}; checkpoint saved, continue with --resume")
         raise
@@ -145,17 +176,26 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     finally:
         progress.finish("train")
 
-    model.save_pretrained(folder.adapter)
+    save_weights(folder.adapter)
     tokenizer.save_pretrained(folder.adapter)
     if data.eval:
         fresh = last_eval is not None and last_eval[0] == state["step"]
-        summary.update(last_eval[1] if fresh else _log_eval(folder, model, data.eval, cfg, state["step"], progress))
+        summary.update(last_eval[1] if fresh else run_eval(state["step"]))
     _finish(folder, summary, state, "completed", last_loss, wall_s=time.perf_counter() - window_start)
     say(f"done: adapter in {folder.adapter}")
     return TrainResult(folder.path, summary)
 
 
-def _micro_batches(items, lengths, cfg: RunConfig):
+def resolve_task(cfg: RunConfig, model_folder: Path) -> str:
+    """The task `auto` stands for: classification for encoders or labelled data, else causal-lm."""
+    if cfg.task != "auto":
+        return cfg.task
+    if model_task(model_folder) == "encoder" or cfg.data.format == "classification":
+        return "classification"
+    return "causal-lm"
+
+
+def _micro_batches(items, lengths, cfg: RunConfig, packed: bool = True, pad_id: int = 0):
     """batch(i) -> the i-th micro-batch of the whole run, a pure function of i (so a resume sees the same data).
 
     Epochs are walked by their own lengths: with packing, each epoch's shuffle can give a different count.
@@ -168,19 +208,26 @@ def _micro_batches(items, lengths, cfg: RunConfig):
             if epoch == len(epochs):
                 epochs.append(group(len(items), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, epoch))
             if i < len(epochs[epoch]):
-                return flatten([items[j] for j in epochs[epoch][i]])
+                return make_batch([items[j] for j in epochs[epoch][i]], packed, pad_id)
             i -= len(epochs[epoch])
             epoch += 1
 
     return batch
 
 
-def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, progress: Progress) -> dict:
-    loss = mean_loss(model, evalset.items, cfg.train.batch_size, progress)
-    row = {"type": "eval", "step": step, "eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
-    folder.append_metrics(row)
-    progress.log(f"step {step}: eval loss {loss:.4f}, perplexity {row['eval_ppl']:.2f}")
-    return {"eval_loss": loss, "eval_ppl": row["eval_ppl"]}
+def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, progress: Progress,
+              packed: bool, pad_id: int) -> dict:
+    scores = evaluate_items(model, evalset.items, cfg.train.batch_size, progress, packed, pad_id)
+    loss = scores.pop("loss")
+    if "accuracy" in scores:  # classification: accuracy and F1 mean more than a perplexity
+        result = {"eval_loss": loss, **{f"eval_{k}": v for k, v in scores.items()}}
+        shown = f"accuracy {scores['accuracy']:.1f}%, macro F1 {scores['f1_macro']:.1f}"
+    else:
+        result = {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
+        shown = f"perplexity {result['eval_ppl']:.2f}"
+    folder.append_metrics({"type": "eval", "step": step, **result})
+    progress.log(f"step {step}: eval loss {loss:.4f}, {shown}")
+    return result
 
 
 def _finish(folder, summary, state, status, last_loss, **extra) -> None:

@@ -206,7 +206,7 @@ def test_unknown_key_in_yaml_is_named(tiny_model_dir, alpaca_file, tmp_path):
         "train": {"learning_rate": 1e-3},
         "output_dir": str(tmp_path / "runs"),
     }))
-    user_error(graft("train", "-c", run_yaml, cwd=tmp_path), "train.learning_rate", "run.yaml", "Extra inputs")
+    user_error(graft("train", "-c", run_yaml, cwd=tmp_path), "train.learning_rate", "run.yaml", "unknown option")
     assert not (tmp_path / "runs").exists(), "a config error must not leave a run folder behind"
 
 

@@ -44,7 +44,7 @@ def test_rotation_keeps_the_last_complete_checkpoints(tiny_model_dir, tiny_chat_
 
 def test_checkpoint_restores_adapter_optimizer_and_rng(tiny_model_dir, tiny_chat_data, tmp_path, make_config):
     from graft.models import load_model
-    from graft.techniques import get_technique
+    from graft.techniques import ApplyContext, get_technique
     from graft.train.optim import build_optimizer, build_scheduler
 
     cfg = make_config(tiny_model_dir, tiny_chat_data, tmp_path / "runs",
@@ -53,10 +53,11 @@ def test_checkpoint_restores_adapter_optimizer_and_rng(tiny_model_dir, tiny_chat
     path = RunFolder(result.run_dir).checkpoint_path(4)
 
     model, _ = load_model(str(tiny_model_dir))
-    model = get_technique("lora").apply(model, cfg.technique)
+    lora = get_technique("lora")
+    model = lora.apply(model, cfg.technique.options, ApplyContext())
     opt = build_optimizer(model, cfg.train)
     sched = build_scheduler(opt, cfg.train, 5)
-    state = load_checkpoint(path, model, opt, sched)
+    state = load_checkpoint(path, lambda p: lora.restore(model, p), lora.weights_file, opt, sched)
     assert state["step"] == 4 and state["tokens"] > 0
     assert sched.last_epoch == 4
     assert sched.get_last_lr()[0] == cfg.train.lr * (5 - 4) / 5
