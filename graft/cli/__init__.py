@@ -24,10 +24,13 @@ def main() -> None:
 
 def _quiet_libraries() -> None:
     """graft draws its own progress; the libraries' bars and deprecation chatter would interleave."""
+    import logging
     import warnings
 
     from transformers.utils import logging as hf_logging
 
+    # bitsandbytes (imported by peft when installed) warns at import about optional CPU kernels
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
