@@ -1,4 +1,4 @@
-"""`graft eval`: perplexity and exact match, optionally base vs tuned side by side."""
+"""`graft eval`: perplexity and exact match (accuracy and F1 for classifiers), optionally base vs tuned."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def eval_command(
 def print_scores(result: dict) -> None:
     columns = [c for c in ("base", "tuned", "model") if c in result]
     table = Table("metric", *columns, title=f"{result['target']} ({result[columns[0]]['examples']} examples)")
-    for key, fmt in (("perplexity", "{:.3f}"), ("loss", "{:.4f}"), ("exact_match", "{:.1f}%")):
+    for key, fmt in (("perplexity", "{:.3f}"), ("loss", "{:.4f}"), ("exact_match", "{:.1f}%"),
+                     ("accuracy", "{:.1f}%"), ("f1", "{:.1f}"), ("f1_macro", "{:.1f}")):
         if key in result[columns[0]]:
             table.add_row(key, *(fmt.format(result[c][key]) for c in columns))
     out.print(table)

@@ -8,6 +8,8 @@ from graft.errors import DataError, DataRowError
 
 def label_names(examples) -> list[str]:
     """The classes seen in training data, in a stable order (numerically when every label is a number)."""
+    for ex in examples:
+        _check_kind(ex)
     names = {ex.label for ex in examples}
     if len(names) < 2:
         raise DataError(f"classification needs at least two labels; the training data has {sorted(names) or 'none'}")
@@ -19,11 +21,7 @@ def tokenize_classification(examples, tokenizer, max_length: int, labels: list[s
     index = {name: i for i, name in enumerate(labels)}
     out = TokenizedSet()
     for ex in examples:
-        if ex.kind != "classification":
-            raise DataError(
-                f"{ex.source}: {ex.kind} data cannot train a classifier; expected text + label rows",
-                hint="set --format classification, or drop --task classification for chat/text data",
-            )
+        _check_kind(ex)
         if ex.label not in index:
             raise DataRowError(ex.source, ex.row, "label", f"'{ex.label}' is not a class of the training data ({', '.join(labels)})")
         ids = tokenizer(ex.text, truncation=False, add_special_tokens=True)["input_ids"]
@@ -35,3 +33,11 @@ def tokenize_classification(examples, tokenizer, max_length: int, labels: list[s
     if not out.items:
         raise DataError("no examples to classify")
     return out
+
+
+def _check_kind(ex) -> None:
+    if ex.kind != "classification":
+        raise DataError(
+            f"{ex.source}: {ex.kind} data cannot train a classifier; expected text + label rows",
+            hint="set --format classification, or drop --task classification for chat/text data",
+        )
