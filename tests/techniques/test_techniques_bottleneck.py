@@ -201,32 +201,3 @@ def test_classification_trains_and_reloads_the_head(tmp_path):
     assert not torch.equal(fresh.classifier.weight, model.classifier.weight)
     loaded = TECH.load(fresh, tmp_path / "adapter", TECH.parse({"size": 8})).eval()
     assert torch.equal(_logits(loaded, IDS), want)
-
-
-def test_an_interrupted_run_resumes_to_the_same_adapters(tiny_model_dir, tiny_chat_data, tmp_path, make_config,
-                                                         monkeypatch):
-    import graft.train.recipe as recipe
-    from safetensors.torch import load_file
-
-    from graft.train.recipe import train
-
-    def config(name):
-        return make_config(tiny_model_dir, tiny_chat_data, tmp_path / name, **{
-            "technique": {"name": "bottleneck", "size": 8}, "train.lr": 1e-2, "train.max_steps": 6})
-
-    straight = train(config("straight")).run_dir
-    real, calls = recipe.loss_sum, {"n": 0}
-
-    def interrupt(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 4:  # step 4: a checkpoint of step 3 is written on the way out
-            raise KeyboardInterrupt
-        return real(model, batch)
-
-    with monkeypatch.context() as mp:
-        mp.setattr(recipe, "loss_sum", interrupt)
-        with pytest.raises(KeyboardInterrupt):
-            train(config("resumed"))
-    resumed = train(config("resumed"), resume_dir=tmp_path / "resumed" / "run").run_dir  # restore() into the adapters
-    want, got = load_file(straight / "adapter" / WEIGHTS), load_file(resumed / "adapter" / WEIGHTS)
-    assert want.keys() == got.keys() and all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)

@@ -12,37 +12,11 @@ from pydantic import ValidationError
 
 from graft.errors import ConfigError
 from graft.techniques import ApplyContext, count_parameters, get_technique
+from testkit import IDS, LAYERS, LINEARS, bert, llama
 
 METHODS = ("dora", "adalora", "ia3", "loha", "lokr", "vera")
 SMALL = {"dora": {"r": 4}, "adalora": {"init_r": 6, "target_r": 2}, "ia3": {}, "loha": {"r": 4},
          "lokr": {"r": 4}, "vera": {"r": 16}}
-# the tiny Llama's linear layers: name -> (in, out)
-LINEARS = {"q_proj": (64, 64), "k_proj": (64, 32), "v_proj": (64, 32), "o_proj": (64, 64),
-           "gate_proj": (64, 128), "up_proj": (64, 128), "down_proj": (128, 64)}
-LAYERS = 2
-
-
-def llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=97, hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=128, max_position_embeddings=64, tie_word_embeddings=True, initializer_range=0.2,
-    )).eval()
-
-
-def bert():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, num_labels=3,
-    )).eval()
-
-
-IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(1))
 
 
 def applied(name, options=None, model=None, **ctx):

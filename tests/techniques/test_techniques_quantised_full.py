@@ -14,22 +14,7 @@ import torch
 
 from graft.errors import TechniqueUnavailableError
 from graft.techniques import ApplyContext, count_parameters, get_technique
-
-# the tiny Llama's linear layers: name -> (in, out)
-LINEARS = {"q_proj": (64, 64), "k_proj": (64, 32), "v_proj": (64, 32), "o_proj": (64, 64),
-           "gate_proj": (64, 128), "up_proj": (64, 128), "down_proj": (128, 64)}
-LAYERS = 2
-IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(1))
-
-
-def llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=97, hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=128, max_position_embeddings=64, tie_word_embeddings=True, initializer_range=0.2,
-    )).eval()
+from testkit import IDS, LAYERS, LINEARS, llama
 
 
 @pytest.fixture(scope="module")
@@ -305,36 +290,3 @@ def test_full_trains_a_classifier_head_and_evaluates_unmerged(tmp_path, make_con
     scores = evaluate(result.run_dir, limit=None, loaded=loaded)["tuned"]
     assert scores["accuracy"] == pytest.approx(s["eval_accuracy"])
     assert scores["loss"] == pytest.approx(s["eval_loss"], rel=1e-4)
-
-
-@pytest.mark.parametrize("name", ["full", "qlora"])
-def test_an_interrupted_run_resumes_to_the_same_weights(name, tiny_model_dir, tiny_chat_data, tmp_path, make_config,
-                                                        monkeypatch):
-    """Checkpoints hold what `save` wrote; `restore` puts it back in place (evaluations in between)."""
-    from safetensors.torch import load_file
-
-    import graft.train.recipe as recipe
-    from graft.train.recipe import train
-
-    def config(folder):
-        return make_config(tiny_model_dir, tiny_chat_data, tmp_path / folder, **{
-            "technique": {"name": name, **({"r": 4} if name == "qlora" else {})}, "train.lr": 2e-3,
-            "train.max_steps": 6, "train.eval_every": 2})
-
-    straight = train(config("straight")).run_dir
-    real, calls = recipe.loss_sum, {"n": 0}
-
-    def interrupt(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 4:  # during step 4: the checkpoint of step 3 is written on the way out
-            raise KeyboardInterrupt
-        return real(model, batch)
-
-    with monkeypatch.context() as mp:
-        mp.setattr(recipe, "loss_sum", interrupt)
-        with pytest.raises(KeyboardInterrupt):
-            train(config("resumed"))
-    resumed = train(config("resumed"), resume_dir=tmp_path / "resumed" / "run").run_dir
-    weights = get_technique(name).weights_file
-    want, got = load_file(straight / "adapter" / weights), load_file(resumed / "adapter" / weights)
-    assert want.keys() == got.keys() and all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)

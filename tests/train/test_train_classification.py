@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import shutil
 from importlib.util import find_spec
 from pathlib import Path
 

@@ -1,0 +1,52 @@
+"""Plain helpers for tests: tiny random models built in memory, and a progress that interrupts a run.
+
+(tests/conftest.py builds the on-disk tiny Llama with its tokenizer; this module is importable by
+name from any test because pytest puts tests/ on sys.path for that conftest.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from graft.progress import NullProgress
+
+# the tiny Llama's linear layers: name -> (in_features, out_features), in each of LAYERS layers
+LINEARS = {"q_proj": (64, 64), "k_proj": (64, 32), "v_proj": (64, 32), "o_proj": (64, 64),
+           "gate_proj": (64, 128), "up_proj": (64, 128), "down_proj": (128, 64)}
+LAYERS = 2
+VOCAB = 97
+IDS = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+
+
+def llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=128, max_position_embeddings=64, tie_word_embeddings=True, initializer_range=0.2,
+    )).eval()
+
+
+def bert(num_labels: int = 3, layers: int = 2, heads: int = 2):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=64,
+        max_position_embeddings=64, num_labels=num_labels,
+    )).eval()
+
+
+class StopAfter(NullProgress):
+    """Raises KeyboardInterrupt once `steps` training steps are done, as Ctrl-C would: train() then
+    checkpoints that step, marks the run interrupted and re-raises."""
+
+    def __init__(self, steps: int):
+        self.steps, self.done = steps, 0
+
+    def advance(self, task, n=1, **fields):
+        if task == "train":
+            self.done += n
+            if self.done == self.steps:
+                raise KeyboardInterrupt
