@@ -57,6 +57,6 @@ def chat(target: str | Path, prompt: str, max_new_tokens: int = 256, system: str
     """One greedy reply from a run, adapter or model."""
     from graft.inference import load_for_inference, stream_reply
 
-    loaded = load_for_inference(target, merge=True)
+    loaded = load_for_inference(target, merge=True).generative()
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     return "".join(stream_reply(loaded.model, loaded.tokenizer, messages, max_new_tokens)).strip()

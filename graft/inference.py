@@ -27,6 +27,15 @@ class Loaded:
     mergeable: bool = True
     packed: bool = True  # scoring may pack rows (prompt methods need one example a row)
 
+    def generative(self) -> "Loaded":
+        """Self, if it can write replies; a classifier cannot."""
+        if self.task != "causal-lm":
+            from graft.errors import ConfigError
+
+            raise ConfigError(f"{self.run_dir or self.base} is a {self.task} model: it labels text, it does not reply",
+                              hint="score it with `graft eval`")
+        return self
+
 
 def load_for_inference(target: str | Path, progress: Progress | None = None, merge: bool = False) -> Loaded:
     """`target` is a run folder, a saved technique folder (PEFT format or graft.json) or anything `resolve` accepts.

@@ -20,7 +20,7 @@ def chat(
     """Chat with a run or model; type /reset to start over, /exit or Ctrl-D to leave."""
     from graft.inference import load_for_inference, stream_reply
 
-    loaded = load_for_inference(target, merge=True)
+    loaded = load_for_inference(target, merge=True).generative()
     history = [{"role": "system", "content": system}] if system else []
 
     def reply(text: str) -> None:

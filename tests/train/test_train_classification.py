@@ -85,6 +85,9 @@ def test_lora_classifier_learns_saves_and_reloads(tmp_path, make_config, capture
         assert torch.allclose(trained(**enc).logits, loaded.model.eval()(**enc).logits, atol=1e-5)
         assert loaded.model(**enc).logits.argmax(-1).tolist() == [1, 0]
 
+    with pytest.raises(ConfigError, match="labels text, it does not reply"):
+        loaded.generative()  # graft chat on a classifier
+
     scores = evaluate(result.run_dir, limit=None, loaded=loaded)["tuned"]
     assert scores["accuracy"] == pytest.approx(s["eval_accuracy"])
     assert scores["loss"] == pytest.approx(s["eval_loss"], rel=1e-4)
