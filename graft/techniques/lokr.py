@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from graft.techniques.peft_common import TargetModules, wrap
-from graft.techniques.technique import ApplyContext, Settings, Technique
+from graft.techniques.loha import LohaSettings
+from graft.techniques.peft_common import wrap
+from graft.techniques.technique import ApplyContext, Technique
 
 
-class LokrSettings(Settings):
-    r: int = Field(8, ge=1, description="rank of the low-rank factors of the Kronecker factors")
-    alpha: float = Field(8, gt=0, description="scale: the update is multiplied by alpha/r")
-    rank_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout over the update's rank dimension")
-    module_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="chance of skipping a layer's update in a step")
-    target_modules: TargetModules = Field("all-linear", description="all-linear, or module names")
+class LokrSettings(LohaSettings):
+    """LoHa's options (r: rank of the low-rank factors) plus how the Kronecker factors are shaped."""
+
     decompose_factor: int = Field(-1, description="size of the small Kronecker factor; -1: near the square root")
     decompose_both: bool = Field(False, description="factor the small Kronecker factor into low rank too")
 
