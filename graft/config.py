@@ -90,10 +90,33 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     seed: int = 42
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16/fp16: autocast mixed precision on CUDA (fp16 with loss scaling); CPU: fp32")
+    tf32: bool = Field(False, description="TF32 matmuls on Ampere+ GPUs (fp32 storage, faster matmul)")
+    optimizer: Literal["adamw", "adafactor", "adamw8bit", "paged_adamw8bit", "sgd", "mezo"] = Field(
+        "adamw", description="adamw (fp32 states, 8 B/param), adafactor (factored states), adamw8bit / "
+        "paged_adamw8bit (bitsandbytes, 2 B/param), sgd, mezo (zeroth-order: forward passes only, no states)")
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD momentum (0: no momentum state)")
+    mezo_eps: float = Field(1e-3, gt=0, description="MeZO perturbation scale")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% more compute")
     log_every: int = Field(1, ge=1)
     eval_every: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; default: all cores")
+
+
+class DistributedConfig(_Section):
+    """Sharding across GPUs. graft writes and validates the DeepSpeed / FSDP config; the launch is separate."""
+
+    strategy: Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"] = "none"
+    offload: Literal["none", "cpu", "nvme"] = Field("none", description="ZeRO offload of optimizer states (and params for zero3)")
+    nvme_path: str | None = Field(None, description="folder on a fast local disk, for offload: nvme")
+    num_gpus: int = Field(1, ge=1, description="GPUs the run is sharded over (the estimate divides by it)")
+
+
+class MemoryConfig(_Section):
+    check: bool = Field(True, description="estimate memory before training and refuse a run that cannot fit")
+    device: str | None = Field(None, description="estimate for this GPU (h100, a100-40, rtx4090, ...) instead of this machine")
+    vram: str | None = Field(None, description="estimate for this much device memory, e.g. 24GiB")
 
 
 class CheckpointConfig(_Section):
@@ -109,6 +132,8 @@ class RunConfig(_Section):
     technique: TechniqueConfig = TechniqueConfig()
     train: TrainConfig = TrainConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    distributed: DistributedConfig = DistributedConfig()
+    memory: MemoryConfig = MemoryConfig()
     output_dir: str = "runs"
     run_name: str | None = None
 
