@@ -114,7 +114,7 @@ class DistributedConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    check: bool = Field(True, description="estimate memory before training and refuse a run that cannot fit")
+    check: bool = Field(True, description="refuse a run whose memory estimate does not fit the device (--force: false)")
     device: str | None = Field(None, description="estimate for this GPU (h100, a100-40, rtx4090, ...) instead of this machine")
     vram: str | None = Field(None, description="estimate for this much device memory, e.g. 24GiB")
 

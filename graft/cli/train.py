@@ -22,6 +22,8 @@ FLAG_KEYS = {
     "batch_size": "train.batch_size", "grad_accum": "train.grad_accum", "lr": "train.lr",
     "scheduler": "train.scheduler", "seed": "train.seed", "checkpoint_every": "checkpoint.every",
     "keep_last": "checkpoint.keep_last", "output_dir": "output_dir", "run_name": "run_name", "task": "task",
+    "optimizer": "train.optimizer", "gradient_checkpointing": "train.gradient_checkpointing",
+    "precision": "train.precision",
 }
 
 
@@ -49,6 +51,11 @@ def train(
     grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimizer step"),
     lr: Optional[float] = typer.Option(None, help="peak learning rate"),
     scheduler: Optional[str] = typer.Option(None, help="linear|cosine|constant|constant_with_warmup"),
+    optimizer: Optional[str] = typer.Option(None, help="adamw|adafactor|adamw8bit|paged_adamw8bit|sgd|mezo"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help="recompute activations in backward (less memory)"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 (mixed precision: CUDA only)"),
+    force: bool = typer.Option(False, "--force", help="train even when the memory estimate says it does not fit"),
     seed: Optional[int] = typer.Option(None, help="random seed"),
     checkpoint_every: Optional[int] = typer.Option(None, help="save a checkpoint every N steps"),
     keep_last: Optional[int] = typer.Option(None, help="checkpoints to keep"),
@@ -72,6 +79,8 @@ def train(
         key, value = parse_set_option(item)
         overrides[f"technique.{key}"] = value
     overrides.update(parse_set_option(item) for item in set_)
+    if force:
+        overrides["memory.check"] = False
 
     if resume:
         # A resumed run continues with the config saved in its folder, so it ends where it meant to.
