@@ -6,6 +6,10 @@ name from any test because pytest puts tests/ on sys.path for that conftest.)
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
 
 from graft.progress import NullProgress
@@ -50,3 +54,12 @@ class StopAfter(NullProgress):
             self.done += n
             if self.done == self.steps:
                 raise KeyboardInterrupt
+
+
+def run_graft(*args, cwd=None, pythonpath=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `graft` command in a fresh Python, as a user runs it (wide columns so tables are not cut)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([sys.executable, "-c", "from graft.cli import main; main()", *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -32,14 +32,22 @@ def list_techniques(as_json: bool = typer.Option(False, "--json", help="print JS
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table(Column("name", no_wrap=True), "family", "model kinds", "requires", "available here", "from", "what it does")
+    plugins = any(r["source"] not in ("graft", "") for r in rows)
+    table = Table(Column("name", no_wrap=True), Column("family", no_wrap=True), Column("model kinds", no_wrap=True),
+                  "requires", "available here", *(["from"] if plugins else []), Column("what it does", max_width=48),
+                  caption="kinds: lm = causal LM, cls = sequence classification, s2s = seq2seq; "
+                          "`graft techniques show NAME` for options")
     for r in rows:
         here = ("[green]yes[/green]" if r["available"] else
                 f"[red]no[/red]: failed to load ({r['broken']})" if "broken" in r else
                 "[red]no[/red]: needs " + ", ".join(r["missing"]))
-        table.add_row(r["name"], r["family"], ", ".join(r["kinds"]), ", ".join(r["requires"]) or "-", here,
-                      r["source"], r["description"])
+        kinds = ", ".join(_SHORT.get(k, k) for k in r["kinds"])
+        table.add_row(r["name"], r["family"], kinds, ", ".join(r["requires"]) or "-", here,
+                      *([r["source"]] if plugins else []), r["description"])
     out.print(table)
+
+
+_SHORT = {"causal-lm": "lm", "classification": "cls", "seq2seq": "s2s"}
 
 
 @app.command("show")

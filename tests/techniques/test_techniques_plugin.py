@@ -4,13 +4,14 @@ entry points and trained through the CLI, without a line of graft changed for it
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from testkit import run_graft
 
 PLUGIN = Path(__file__).parents[1] / "plugins" / "graft-norm-tuning"
 
@@ -26,13 +27,8 @@ def plugin_path(tmp_path_factory) -> Path:
     return target
 
 
-def graft(plugin_path: Path | None, *args, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
-    if plugin_path:
-        env["PYTHONPATH"] = str(plugin_path)
-    p = subprocess.run([sys.executable, "-c", "from graft.cli import main; main()", *map(str, args)],
-                       cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    return p
+def graft(plugin_path: Path | None, *args) -> subprocess.CompletedProcess:
+    return run_graft(*args, pythonpath=plugin_path)
 
 
 def test_plugin_is_listed_only_when_installed(plugin_path):
