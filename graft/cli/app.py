@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import chat, data, evaluate, models, quickstart, techniques, train
+from graft.cli import chat, data, distributed, evaluate, models, quickstart, techniques, train
 
 app = typer.Typer(
     name="graft",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(techniques.app, name="techniques")
+app.add_typer(distributed.app, name="distributed")
 app.command("train")(train.train)
 app.command("eval")(evaluate.eval_command)
 app.command("chat")(chat.chat)

@@ -1,4 +1,8 @@
-"""Optimizer and learning-rate schedule."""
+"""Optimizer and learning-rate schedule.
+
+`train.optimizer` picks the update rule; every one gets the same two parameter groups (weight decay
+on matrices, none on biases and norms). MeZO is not a torch optimizer: the recipe runs it itself.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,49 @@ import math
 import torch
 
 from graft.config import TrainConfig
+from graft.errors import ConfigError
+
+BNB_MINIMUM = "0.48"  # the first bitsandbytes whose 8-bit optimizers also run on CPU
 
 
-def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into decay (matrices) and no-decay (biases, norms, 1-d tensors)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    name = cfg.optimizer
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=True)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        # an explicit lr driven by graft's scheduler, not Adafactor's own relative-step schedule
+        return Adafactor(groups, lr=cfg.lr, scale_parameter=False, relative_step=False, warmup_init=False)
+    if name in ("adamw8bit", "paged_adamw8bit"):
+        bnb_optim = _bitsandbytes_optim(name)
+        cls = bnb_optim.PagedAdamW8bit if name == "paged_adamw8bit" else bnb_optim.AdamW8bit
+        # tensors under 4096 elements keep 32-bit state (bitsandbytes' min_8bit_size): too small to gain
+        return cls(groups, lr=cfg.lr)
+    if name == "mezo":
+        raise ValueError("train.optimizer=mezo is not a torch optimizer: the recipe runs MeZO's update itself")
+    raise ValueError(f"unknown train.optimizer {name!r}")
+
+
+def _bitsandbytes_optim(name: str):
+    try:
+        import bitsandbytes.optim as bnb_optim
+    except ImportError:
+        raise ConfigError(f"train.optimizer={name} needs bitsandbytes>={BNB_MINIMUM}; it is not installed",
+                          hint=f"pip install 'bitsandbytes>={BNB_MINIMUM}', or use train.optimizer=adamw") from None
+    return bnb_optim
 
 
 def build_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
