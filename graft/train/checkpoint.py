@@ -17,7 +17,8 @@ import torch
 from graft.errors import RunError
 
 
-def save_checkpoint(path: Path, save_weights: Callable[[Path], None], optimizer, scheduler, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, save_weights: Callable[[Path], None], optimizer, scheduler, state: dict[str, Any],
+                    scaler=None) -> None:
     """`save_weights(folder)` writes the trained weights (the technique's own format) into folder."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -29,6 +30,7 @@ def save_checkpoint(path: Path, save_weights: Callable[[Path], None], optimizer,
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
+            "scaler": scaler.state_dict() if scaler is not None else {},  # fp16 loss scale
         },
         tmp / "trainer_state.pt",
     )
@@ -37,7 +39,8 @@ def save_checkpoint(path: Path, save_weights: Callable[[Path], None], optimizer,
     tmp.rename(path)
 
 
-def load_checkpoint(path: Path, restore: Callable[[Path], None], weights_file: str, optimizer, scheduler) -> dict[str, Any]:
+def load_checkpoint(path: Path, restore: Callable[[Path], None], weights_file: str, optimizer, scheduler,
+                    scaler=None) -> dict[str, Any]:
     """`restore(folder)` loads the weights that `save_weights` wrote back into the model."""
     if not (path / "adapter" / weights_file).is_file():
         raise RunError(f"checkpoint {path} has no trained weights ({weights_file})")
@@ -46,6 +49,8 @@ def load_checkpoint(path: Path, restore: Callable[[Path], None], weights_file: s
     blob = torch.load(path / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
+    if scaler is not None and blob.get("scaler"):
+        scaler.load_state_dict(blob["scaler"])
     torch.set_rng_state(blob["torch_rng"])
     random.setstate(_as_tuple(blob["python_rng"]))
     return json.loads((path / "state.json").read_text())

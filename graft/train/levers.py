@@ -65,6 +65,9 @@ def check_levers(cfg: RunConfig, technique, device: torch.device) -> list[str]:
         raise ConfigError("train.optimizer=paged_adamw8bit pages optimizer state through CUDA unified memory; "
                           f"this run is on {device.type}",
                           hint="use train.optimizer=adamw8bit: the same 8-bit state, not paged")
+    if t.optimizer == "mezo" and technique.name == "adalora":
+        raise ConfigError("train.optimizer=mezo cannot drive technique 'adalora': its rank allocation scores "
+                          "layers by their gradients, and MeZO computes none", hint="use lora with mezo")
     # compared with the defaults, not "was it set": a saved (resumed) config spells out every value
     if t.momentum != _default("momentum") and t.optimizer != "sgd":
         warnings.append(f"train.momentum is ignored: it applies to train.optimizer=sgd, not {t.optimizer}")

@@ -25,8 +25,10 @@ from graft.progress import NullProgress, Progress
 from graft.techniques import ApplyContext, count_parameters, get_technique
 from graft.techniques.saved import head_modules, save_trained
 from graft.train.checkpoint import load_checkpoint, save_checkpoint
-from graft.train.loss import evaluate_items, loss_sum, make_batch
+from graft.train.levers import apply_tf32, autocast, check_levers, check_trainable, enable_gradient_checkpointing, grad_scaler
+from graft.train.loss import evaluate_items, make_batch
 from graft.train.optim import build_optimizer, build_scheduler
+from graft.train.step import backprop_step, mezo_step
 from graft.train.run_folder import RunFolder
 
 
@@ -39,10 +41,11 @@ class TrainResult:
 def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Path | None = None) -> TrainResult:
     """Fine-tune as `cfg` says. With `resume_dir`, continue that run from its latest checkpoint."""
     progress = progress or NullProgress()
-    _check_levers(cfg)
     technique = get_technique(cfg.technique.name)
     options = cfg.technique.options
     technique.check_available()  # before minutes of loading, not after
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    lever_warnings = check_levers(cfg, technique, device)
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     _seed_everything(cfg.train.seed)
 
@@ -68,6 +71,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     say("data: " + ", ".join(f"{k}={v}" for k, v in report.items()))
     for err in data.skipped[:20]:
         say(f"skipped {err}")
+    for warning in lever_warnings:
+        say(f"warning: {warning}")
 
     lengths = [len(t.input_ids) for t in data.train.items]
     batches_per_epoch = len(group(len(lengths), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, 0))
@@ -76,9 +81,13 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     head = head_modules(model) if task == "classification" else ()
     ctx = ApplyContext(kind=task, total_steps=total_steps, model_path=source.folder, head=head)
     model = technique.apply(model, options, ctx)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "is_loaded_in_8bit", False):
         model.to(device)  # bitsandbytes places quantized models itself and refuses .to()
+    check_trainable(model, cfg)
+    mezo = cfg.train.optimizer == "mezo"
+    if cfg.train.gradient_checkpointing and not mezo:  # MeZO has no backward to recompute for
+        enable_gradient_checkpointing(model)
+    apply_tf32(cfg.train)
     trainable, total_params = count_parameters(model)
     if trainable == 0:
         raise ConfigError(f"technique '{technique.name}' left nothing trainable in this model (check its target modules)")
@@ -86,6 +95,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
 
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
+    scaler = grad_scaler(cfg.train, device)
 
     def save_weights(path: Path) -> None:
         save_trained(technique, model, path, options, task, data.labels, cfg.model.name)
@@ -95,7 +105,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         latest = folder.latest_checkpoint()
         if latest is None:
             raise RunError(f"{folder.path} has no complete checkpoint to resume from")
-        state = load_checkpoint(latest[1], lambda p: technique.restore(model, p), technique.weights_file, optimizer, scheduler)
+        state = load_checkpoint(latest[1], lambda p: technique.restore(model, p), technique.weights_file, optimizer,
+                                scheduler, scaler)
         folder.truncate_metrics(after_step=state["step"])
         say(f"resumed from {latest[1].name} (step {state['step']} of {total_steps})")
 
@@ -130,15 +141,11 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             t0 = time.perf_counter()
             step_batches = [micro(state["step"] * cfg.train.grad_accum + k) for k in range(cfg.train.grad_accum)]
             n_targets = sum(len(b.targets) for b in step_batches)
-            step_loss = 0.0
-            for b in step_batches:
-                loss = loss_sum(model, b) / max(n_targets, 1)
-                step_loss += loss.item()
-                if technique.regularizer is not None:  # weighted so the step adds it once
-                    loss = loss + technique.regularizer(model) * (len(b.targets) / max(n_targets, 1))
-                loss.backward()
-            grad_norm = _clip(model, cfg.train.max_grad_norm)
-            optimizer.step()
+            if mezo:
+                step_loss, grad_norm = mezo_step(model, step_batches, technique, optimizer)
+            else:
+                step_loss, grad_norm = backprop_step(model, step_batches, technique, optimizer, scaler,
+                                                     lambda: autocast(cfg.train, device), cfg.train.max_grad_norm)
             scheduler.step()
             if technique.on_step is not None:
                 technique.on_step(model, state["step"] + 1)
@@ -162,10 +169,10 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
                 last_eval = (state["step"], run_eval(state["step"]))
                 model.train()
             if cfg.checkpoint.every and state["step"] % cfg.checkpoint.every == 0 and state["step"] < total_steps:
-                save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state)
+                save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
                 folder.prune_checkpoints(cfg.checkpoint.keep_last)
     except KeyboardInterrupt:
-        save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state)
+        save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
         _finish(folder, summary, state, "interrupted", last_loss)
         say(f"interrupted at step {state['step']}; checkpoint saved, continue with --resume")
         raise
@@ -248,23 +255,6 @@ def _finish(folder, summary, state, status, last_loss, **extra) -> None:
         **extra,
     })
     folder.write_summary(summary)
-
-
-def _clip(model, max_norm: float | None) -> float:
-    params = [p for p in model.parameters() if p.grad is not None]
-    if max_norm:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
-
-
-def _check_levers(cfg: RunConfig) -> None:
-    if cfg.train.precision != "fp32" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"train.precision={cfg.train.precision} needs a CUDA GPU; this machine has none",
-            hint="use train.precision=fp32 on CPU (bf16/fp16 matmuls are emulated and far slower there)",
-        )
-    if cfg.model.dtype != "float32" and not torch.cuda.is_available():
-        raise ConfigError(f"model.dtype={cfg.model.dtype} is a GPU lever; on CPU use float32")
 
 
 def _seed_everything(seed: int) -> None:

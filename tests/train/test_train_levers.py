@@ -89,9 +89,12 @@ def test_adamw8bit_state_is_uint8():
     assert opt.state[small]["state1"].dtype == torch.float32  # too small to be worth quantising
 
 
-def test_mezo_is_not_a_torch_optimizer():
-    with pytest.raises(ValueError, match="mezo"):
-        build_optimizer(_applied("lora", r=4), TrainConfig(optimizer="mezo"))
+def test_mezo_builds_with_the_decay_groups_and_no_state():
+    from graft.train.mezo import MeZO
+
+    opt = build_optimizer(_applied("lora", r=4), TrainConfig(optimizer="mezo", mezo_eps=1e-2, weight_decay=0.1))
+    assert isinstance(opt, MeZO) and opt.eps == 1e-2
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0] and not opt.state
 
 
 def test_8bit_optimizer_without_bitsandbytes_names_the_package(monkeypatch):

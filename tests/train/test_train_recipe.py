@@ -113,9 +113,9 @@ def test_run_folder_is_never_reused(run):
 
 
 def test_failed_run_records_error_and_metrics(tiny_model_dir, tiny_chat_data, tmp_path, make_config, monkeypatch):
-    import graft.train.recipe as recipe
+    import graft.train.step as step
 
-    real = recipe.loss_sum
+    real = step.loss_sum
     calls = {"n": 0}
 
     def flaky(model, batch):
@@ -124,7 +124,7 @@ def test_failed_run_records_error_and_metrics(tiny_model_dir, tiny_chat_data, tm
             raise RuntimeError("simulated failure in step 3")
         return real(model, batch)
 
-    monkeypatch.setattr(recipe, "loss_sum", flaky)
+    monkeypatch.setattr(step, "loss_sum", flaky)
     cfg = make_config(tiny_model_dir, tiny_chat_data, tmp_path / "runs", **{"train.max_steps": 6})
     with pytest.raises(RuntimeError, match="simulated failure"):
         train(cfg)
@@ -141,9 +141,9 @@ def test_failed_run_records_error_and_metrics(tiny_model_dir, tiny_chat_data, tm
 
 def test_interrupted_run_saves_a_checkpoint_and_resumes(tiny_model_dir, tiny_chat_data, tmp_path, make_config,
                                                         monkeypatch):
-    import graft.train.recipe as recipe
+    import graft.train.step as step
 
-    real = recipe.loss_sum
+    real = step.loss_sum
     calls = {"n": 0}
 
     def interrupt(model, batch):
@@ -154,7 +154,7 @@ def test_interrupted_run_saves_a_checkpoint_and_resumes(tiny_model_dir, tiny_cha
 
     cfg = make_config(tiny_model_dir, tiny_chat_data, tmp_path / "runs", **{"train.max_steps": 6})
     with monkeypatch.context() as mp:
-        mp.setattr(recipe, "loss_sum", interrupt)
+        mp.setattr(step, "loss_sum", interrupt)
         with pytest.raises(KeyboardInterrupt):
             train(cfg)
     d = tmp_path / "runs" / "run"
