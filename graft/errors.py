@@ -48,3 +48,7 @@ class TechniqueUnavailableError(GraftError):
 
 class RunError(GraftError):
     """A run folder is missing, incomplete, or cannot be resumed."""
+
+
+class DoesNotFitError(GraftError):
+    """The memory estimate says the run cannot fit the device; the hint names the cheapest change that would."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import chat, data, distributed, evaluate, models, quickstart, techniques, train
+from graft.cli import chat, data, distributed, estimate, evaluate, models, quickstart, techniques, train
 
 app = typer.Typer(
     name="graft",
@@ -21,3 +21,4 @@ app.command("train")(train.train)
 app.command("eval")(evaluate.eval_command)
 app.command("chat")(chat.chat)
 app.command("quickstart")(quickstart.quickstart)
+app.command("estimate")(estimate.estimate)

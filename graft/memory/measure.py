@@ -1,0 +1,111 @@
+"""Peak memory of one window of a run (the training loop), in bytes.
+
+CUDA: the caching allocator's max_memory_allocated / max_memory_reserved, reset at the start; the
+reported peak adds what the device held outside the allocator when the window opened (the CUDA
+context and other processes), so it compares with the estimate's total.
+
+CPU: the process's peak resident set. On Linux, writing 5 to /proc/self/clear_refs resets the
+kernel's high-water mark (VmHWM) to the current RSS, and VmHWM read at the end is the exact peak,
+kernel-tracked, with nothing to sample. Where that is refused, a thread samples VmRSS every 50 ms
+(may miss short spikes). Either way the figure is the whole process: Python, torch, the tokenizer
+and the data included, which the estimate's "context" term stands for.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+def status_bytes(key: str) -> int | None:
+    """A size field (VmRSS, VmHWM, ...) of /proc/self/status in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """`with PeakMemory() as m: train()` then `m.peak_bytes`, `m.to_dict()`.
+
+    `device`: "cuda"/"cpu"/torch.device; default: cuda when available.
+    """
+
+    def __init__(self, device=None, interval_s: float = 0.05):
+        import torch
+
+        self.device = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.interval_s = interval_s
+        self.method = ""
+        self.start_bytes = self.peak_bytes = 0
+        self.extra: dict[str, int] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._sampled = 0
+
+    def __enter__(self) -> "PeakMemory":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            free, total = torch.cuda.mem_get_info()
+            reserved = torch.cuda.memory_reserved()
+            self.extra["outside_allocator"] = (total - free) - reserved  # context + other processes
+            self.start_bytes = total - free
+            self.method = "cuda max_memory_reserved + memory outside the allocator at start"
+            return
+        self.start_bytes = status_bytes("VmRSS") or 0
+        if _reset_hwm() and status_bytes("VmHWM") is not None:
+            self.method = "VmHWM after clear_refs=5"
+            return
+        self.method = f"VmRSS sampled every {self.interval_s * 1000:.0f} ms"
+        self._sampled = self.start_bytes
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sampled = max(self._sampled, status_bytes("VmRSS") or 0)
+
+    def stop(self) -> int:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            self.extra["max_allocated"] = torch.cuda.max_memory_allocated()
+            self.extra["max_reserved"] = torch.cuda.max_memory_reserved()
+            self.peak_bytes = self.extra["max_reserved"] + self.extra["outside_allocator"]
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self.peak_bytes = max(self._sampled, status_bytes("VmRSS") or 0)
+        else:
+            self.peak_bytes = max(status_bytes("VmHWM") or 0, self.start_bytes)
+        return self.peak_bytes
+
+    def to_dict(self) -> dict:
+        """For summary.json: the peak, what the process held when the window opened, and how it was measured."""
+        return {"peak_bytes": self.peak_bytes, "start_bytes": self.start_bytes, "device": self.device,
+                "method": self.method, **self.extra}
