@@ -43,7 +43,7 @@ def run_cell(technique: str, ckpt: bool, optimizer: str, batch: int, steps: int,
     est, got = mem["estimated_bytes"], mem["measured_peak_bytes"]
     return {"technique": technique, "gradient_checkpointing": ckpt, "optimizer": optimizer, "batch_size": batch,
             "estimated_gib": round(est / 2**30, 3), "measured_gib": round(got / 2**30, 3),
-            "error": round((est - got) / got, 4), "tokens_per_s": s["tokens_per_s"], "breakdown": mem.get("breakdown")}
+            "error": round((est - got) / got, 4), "tokens_per_s": s["tokens_per_s"], "breakdown": {t["name"]: t["bytes"] for t in mem["estimate"]["terms"]}}
 
 
 def main() -> None:

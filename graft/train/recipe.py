@@ -20,6 +20,8 @@ from graft.data.batching import group
 from graft.data.prepare import prepare_data
 from graft.errors import ConfigError, RunError
 from graft.models import load_model, load_tokenizer, model_task, resolve
+from graft.memory.measure import PeakMemory
+from graft.memory.result import fmt_bytes
 from graft.models.load import ensure_folder
 from graft.progress import NullProgress, Progress
 from graft.techniques import ApplyContext, count_parameters, get_technique
@@ -27,6 +29,7 @@ from graft.techniques.saved import head_modules, save_trained
 from graft.train.checkpoint import load_checkpoint, save_checkpoint
 from graft.train.levers import apply_tf32, autocast, check_levers, check_trainable, enable_gradient_checkpointing, grad_scaler
 from graft.train.loss import evaluate_items, make_batch
+from graft.train.memory_check import estimate_memory
 from graft.train.optim import build_optimizer, build_scheduler
 from graft.train.step import backprop_step, mezo_step
 from graft.train.run_folder import RunFolder
@@ -61,6 +64,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         raise ConfigError(f"data.packing: {technique.name} on {task} needs one example a row; turn packing off")
     tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
     data = prepare_data(cfg.data, tokenizer, cfg.train.seed, task)
+    # Refuse a run that cannot fit before the weights load (not after minutes of it).
+    estimate = estimate_memory(cfg, source.folder, technique, options, task, data.train.items, packed)
     model, _ = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task=task, labels=data.labels,
                           load_options=technique.load_options(options, task), tokenizer=tokenizer, progress=progress)
 
@@ -73,6 +78,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         say(f"skipped {err}")
     for warning in lever_warnings:
         say(f"warning: {warning}")
+    say(f"memory estimate: {fmt_bytes(estimate.total_bytes)} of {estimate.device.describe()}")
 
     lengths = [len(t.input_ids) for t in data.train.items]
     batches_per_epoch = len(group(len(lengths), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, 0))
@@ -135,6 +141,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         summary.update({f"{k}_start": v for k, v in run_eval(0).items()})
     progress.start("train", total=total_steps, completed=state["step"])
     last_loss, last_eval, window_start = None, None, time.perf_counter()
+    peak = PeakMemory(device)  # the training window only: loading and conversion peaks are not the run's
+    peak.start()
     try:
         model.train()
         while state["step"] < total_steps:
@@ -173,16 +181,21 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
                 folder.prune_checkpoints(cfg.checkpoint.keep_last)
     except KeyboardInterrupt:
         save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
+        summary["memory"] = _memory_record(estimate, peak)
         _finish(folder, summary, state, "interrupted", last_loss)
         say(f"interrupted at step {state['step']}; checkpoint saved, continue with --resume")
         raise
     except Exception as e:
+        summary["memory"] = _memory_record(estimate, peak)
         _finish(folder, summary, state, "failed", last_loss, error=f"{type(e).__name__}: {e}")
         say(f"failed at step {state['step']}: {type(e).__name__}: {e}")
         raise
     finally:
         progress.finish("train")
 
+    summary["memory"] = _memory_record(estimate, peak)
+    say(f"memory: peak {fmt_bytes(summary['memory']['measured_peak_bytes'])} measured, "
+        f"{fmt_bytes(estimate.total_bytes)} estimated")
     save_weights(folder.adapter)
     tokenizer.save_pretrained(folder.adapter)
     if data.eval:
@@ -235,6 +248,15 @@ def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, prog
     folder.append_metrics({"type": "eval", "step": step, **result})
     progress.log(f"step {step}: eval loss {loss:.4f}, {shown}")
     return result
+
+
+def _memory_record(estimate, peak: PeakMemory) -> dict:
+    """Estimate next to measurement, for summary.json (the estimate's terms included)."""
+    if not peak.peak_bytes:
+        peak.stop()
+    return {"estimated_bytes": estimate.total_bytes, "measured_peak_bytes": peak.peak_bytes,
+            "error": round((estimate.total_bytes - peak.peak_bytes) / max(peak.peak_bytes, 1), 4),
+            "measured": peak.to_dict(), "estimate": estimate.to_dict()}
 
 
 def _finish(folder, summary, state, status, last_loss, **extra) -> None:
