@@ -89,13 +89,11 @@ def this_machine() -> DeviceSpec:
 
 
 def _meminfo(key: str) -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from graft.memory.measure import proc_bytes
+
+    found = proc_bytes("/proc/meminfo", key)
+    if found is not None:
+        return found
     import os
 
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")

@@ -16,16 +16,21 @@ from __future__ import annotations
 import threading
 
 
-def status_bytes(key: str) -> int | None:
-    """A size field (VmRSS, VmHWM, ...) of /proc/self/status in bytes; None off Linux."""
+def proc_bytes(path: str, key: str) -> int | None:
+    """A "Key:  N kB" field of a /proc file (status, meminfo) in bytes; None off Linux or when absent."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def status_bytes(key: str) -> int | None:
+    """A size field (VmRSS, VmHWM, ...) of /proc/self/status in bytes."""
+    return proc_bytes("/proc/self/status", key)
 
 
 def _reset_hwm() -> bool:
