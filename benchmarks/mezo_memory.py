@@ -1,7 +1,7 @@
 """MeZO vs backprop on the bundled SmolLM2: peak memory next to plain inference for the same
 micro-batch, and MeZO's held-out loss before and after training on the quickstart task, as JSON.
 
-    python benchmarks/mezo_memory.py                 # ~8 min on 2 CPU cores
+    python benchmarks/mezo_memory.py                 # ~20 min on 2 CPU cores
     python benchmarks/mezo_memory.py --steps 50
 """
 
@@ -79,7 +79,7 @@ def train_peak(tmp: str, technique: str, optimizer: str, steps: int, lr: float) 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=150, help="MeZO steps for the loss curve")
+    ap.add_argument("--steps", type=int, default=100, help="MeZO steps for the loss curve")
     ap.add_argument("--lr", type=float, default=1e-4, help="MeZO learning rate (LoRA)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
