@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+
+from _child import ChildFailed, emit, in_child
 
 SETUPS = {
     "lora": ({"r": 16, "alpha": 32, "target_modules": "all-linear"}, 1e-3),
@@ -77,18 +77,12 @@ def main() -> None:
     for name in [n.strip() for n in args.techniques.split(",") if n.strip()]:
         if name not in SETUPS:
             sys.exit(f"unknown technique {name!r}; this benchmark knows {', '.join(SETUPS)}")
-        p = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"{name} failed:\n{p.stderr[-3000:]}")
-        rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    report = {"benchmark": "compare_techniques", "model": "smollm2-135m-instruct", "task": "quickstart order extraction",
-              "train_rows": 400, "eval_rows": 50, "batch_size": 8, "rows": rows}
-    text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+        try:
+            rows.append(in_child(__file__, "--one", name, "--steps", str(args.steps)))
+        except ChildFailed as e:
+            sys.exit(f"{name} failed:\n{e}")
+    emit({"benchmark": "compare_techniques", "model": "smollm2-135m-instruct", "task": "quickstart order extraction",
+          "train_rows": 400, "eval_rows": 50, "batch_size": 8, "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from _child import ChildFailed, emit, in_child
 
 ALPACA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_5000" / "alpaca_5000.json"
 OPTIONS = {"lora": {"r": 8, "alpha": 16}, "ia3": {}, "full": {}}
@@ -65,21 +65,15 @@ def main() -> None:
     for technique, ckpt, optimizer, batch in cells:
         cell = dict(technique=technique, ckpt=ckpt, optimizer=optimizer, batch=batch, steps=args.steps,
                     max_length=args.max_length)
-        p = subprocess.run([sys.executable, __file__, "--cell", json.dumps(cell)], capture_output=True, text=True)
-        if p.returncode != 0:
-            rows.append({**cell, "failed": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "?"})
-        else:
-            rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "breakdown"}), file=sys.stderr)
+        try:
+            rows.append(in_child(__file__, "--cell", json.dumps(cell)))
+        except ChildFailed as e:
+            rows.append({**cell, "failed": str(e).splitlines()[-1]})
     errors = [abs(r["error"]) for r in rows if "error" in r]
-    report = {"benchmark": "memory_matrix", "model": "smollm2-135m-instruct", "max_length": args.max_length,
+    emit({"benchmark": "memory_matrix", "model": "smollm2-135m-instruct", "max_length": args.max_length,
               "steps": args.steps, "cells": len(rows), "failed": sum("failed" in r for r in rows),
               "median_abs_error": round(statistics.median(errors), 4) if errors else None,
-              "max_abs_error": round(max(errors), 4) if errors else None, "rows": rows}
-    text = json.dumps(report, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+          "max_abs_error": round(max(errors), 4) if errors else None, "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

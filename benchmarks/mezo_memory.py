@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
+
+from _child import ChildFailed, emit, in_child
 
 ALPACA_ROWS = 200
 
@@ -81,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=100, help="MeZO steps for the loss curve")
     ap.add_argument("--lr", type=float, default=1e-4, help="MeZO learning rate (LoRA)")
+    ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -99,13 +101,12 @@ def main() -> None:
     for job in jobs:
         if job.get("steps") == 0:  # the held-out loss before any training: one step at lr 0
             job = {**job, "steps": 1, "lr": 1e-12}
-        p = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True, text=True)
-        if p.returncode != 0:
-            sys.exit(f"{job} failed:\n{p.stderr[-3000:]}")
-        rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), file=sys.stderr)
-    print(json.dumps({"benchmark": "mezo_memory", "model": "smollm2-135m-instruct", "micro_batch": "4 x <=256 tokens",
-                      "task": "quickstart order extraction (400 train, 50 held-out)", "rows": rows}, indent=2))
+        try:
+            rows.append(in_child(__file__, "--one", json.dumps(job)))
+        except ChildFailed as e:
+            sys.exit(f"{job} failed:\n{e}")
+    emit({"benchmark": "mezo_memory", "model": "smollm2-135m-instruct", "micro_batch": "4 x <=256 tokens",
+          "task": "quickstart order extraction (400 train, 50 held-out)", "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -59,16 +59,16 @@ def load_for_inference(target: str | Path, progress: Progress | None = None, mer
         return _load_trained(cfg.model.name, saved, read_meta(saved), cfg.model.dtype, cfg.model.trust_remote_code, merge, progress, path)
     if (path / "graft.json").is_file() or (path / "adapter_config.json").is_file():
         meta = read_meta(path)
-        base = _base_of(path)
+        base = _base_of(path, meta)
         return _load_trained(base, path, meta, "float32", False, merge, progress, None)
     model, tokenizer = load_model(str(target), task="causal-lm", progress=progress)
     return Loaded(model, tokenizer, False, str(target))
 
 
-def _base_of(folder: Path) -> str:
+def _base_of(folder: Path, meta: dict) -> str:
     # graft.json keeps the name the run used (a catalog name travels; a cache path does not)
-    meta, peft_cfg = folder / "graft.json", folder / "adapter_config.json"
-    base = json.loads(meta.read_text()).get("base_model") if meta.is_file() else None
+    peft_cfg = folder / "adapter_config.json"
+    base = meta.get("base_model")
     base = base or (json.loads(peft_cfg.read_text()).get("base_model_name_or_path") if peft_cfg.is_file() else None)
     if not base:
         raise RunError(f"{folder} names no base model (adapter_config.json base_model_name_or_path)")
@@ -91,7 +91,7 @@ def _load_trained(base: str, saved: Path, meta: dict, dtype: str, trust_remote_c
     mergeable = technique.mergeable if technique else True
     if merge and mergeable and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    packed = task == "causal-lm" and (technique.packs_sequences if technique else True)
+    packed = technique.packs(task) if technique else task == "causal-lm"
     return Loaded(model, tokenizer, True, base, run_dir, task, meta.get("technique"), meta.get("labels"), mergeable, packed)
 
 

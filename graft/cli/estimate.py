@@ -52,7 +52,7 @@ def _from_data(cfg, folder, task, technique):
 
     tokenizer = load_tokenizer(resolve(cfg.model.name, revision=cfg.model.revision), cfg.model.trust_remote_code)
     data = prepare_data(cfg.data, tokenizer, cfg.train.seed, task)
-    packed = technique.packs_sequences and task == "causal-lm"
+    packed = technique.packs(task)
     return largest_micro_batch(data.train.items, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, packed,
                                cfg.train.seed)
 

@@ -20,19 +20,17 @@ def meta_counts(folder: str | Path, technique: str, options: dict, kind: str = "
 def _meta_counts(folder: str, technique: str, options: tuple, kind: str, num_labels: int) -> tuple:
     import torch
 
-    from graft.techniques import ApplyContext, count_parameters, get_technique
-    from graft.techniques.counting import skeleton
+    from graft.techniques import count_parameters
+    from graft.techniques.counting import apply_on_meta, skeleton
     from graft.techniques.saved import head_modules
 
-    t = get_technique(technique)
     model = skeleton(folder, kind, num_labels)
     head = head_modules(model) if kind == "classification" else ()
     out_embed = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     skip = {id(out_embed)} | {id(m) for name in head for m in model.get_submodule(name).modules()}
     quantizable = sum(m.weight.numel() for m in model.modules()
                       if isinstance(m, torch.nn.Linear) and id(m) not in skip)
-    with torch.device("meta"):
-        model = t.apply(model, t.parse(dict(options)), ApplyContext(kind=kind, head=head))
+    model = apply_on_meta(model, technique, dict(options), kind)
     trainable, total = count_parameters(model)
     shapes = tuple(tuple(p.shape) for p in model.parameters() if p.requires_grad)
     return (("trainable", trainable), ("total", total), ("quantizable", quantizable), ("trainable_shapes", list(shapes)))
@@ -65,7 +63,7 @@ def estimate_run(cfg, model_folder: str | Path, technique, options, task: str = 
     def one(c) -> Estimate:
         tech = _technique(c.technique.name)
         counts = meta_counts(model_folder, c.technique.name, c.technique.options.model_dump(mode="json"), task, num_labels)
-        packed = tech.packs_sequences and task == "causal-lm"
+        packed = tech.packs(task)
         return estimate(c, config, counts, tech.memory(c.technique.options), device, tokens_per_micro_batch,
                         targets_per_micro_batch, family=tech.family, packed=packed,
                         trainable_shapes=counts["trainable_shapes"], data_tokens=data_tokens, task=task,

@@ -33,13 +33,16 @@ def count_trainable(folder: str | Path, name: str, options: dict | None = None, 
     Quantised techniques count their base weights as peft does (each 4-bit weight is one parameter),
     so the numbers equal those of the same technique on the full-precision base.
     """
+    model = apply_on_meta(skeleton(folder, kind, num_labels), name, options, kind, total_steps)
+    trainable, total = count_parameters(model)
+    return {"technique": name, "trainable": trainable, "total": total, "percent": 100 * trainable / total}
+
+
+def apply_on_meta(model, name: str, options: dict | None = None, kind: str = "causal-lm", total_steps: int = 1000):
+    """Technique `name` applied to a `skeleton` model; what it adds stays on the meta device too."""
     import torch
 
     technique = get_technique(name)
-    settings = technique.parse(options or {})
-    model = skeleton(folder, kind, num_labels)
     head = head_modules(model) if kind == "classification" else ()
     with torch.device("meta"):
-        model = technique.apply(model, settings, ApplyContext(kind=kind, total_steps=total_steps, head=head))
-    trainable, total = count_parameters(model)
-    return {"technique": name, "trainable": trainable, "total": total, "percent": 100 * trainable / total}
+        return technique.apply(model, technique.parse(options or {}), ApplyContext(kind=kind, total_steps=total_steps, head=head))

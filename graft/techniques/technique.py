@@ -128,6 +128,12 @@ class Technique:
     def supports(self, kind: str) -> bool:
         return kind in self.kinds
 
+    def packs(self, kind: str) -> bool:
+        """Whether a `kind` run with this technique lays examples end to end (padding-free rows).
+
+        Only causal LMs pack; classification and prompt methods need one example a row."""
+        return self.packs_sequences and kind == "causal-lm"
+
 
 def _safe(check: Callable[[], bool]) -> bool:
     try:

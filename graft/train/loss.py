@@ -8,6 +8,8 @@ so the last T logits are the ones that line up with the input. Classification: o
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +43,10 @@ def forward_logits(model, batch: Batch) -> torch.Tensor:
 def loss_sum(model, batch: Batch) -> torch.Tensor:
     """Summed cross-entropy over the batch's targets (divide by the window's target count)."""
     return F.cross_entropy(forward_logits(model, batch), batch.targets.to(_device(model)), reduction="sum")
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))  # capped: an untrained model's exp(loss) overflows nothing useful
 
 
 def make_batch(items, packed: bool, pad_id: int) -> Batch:

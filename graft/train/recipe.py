@@ -28,7 +28,7 @@ from graft.techniques import ApplyContext, count_parameters, get_technique
 from graft.techniques.saved import head_modules, save_trained
 from graft.train.checkpoint import load_checkpoint, save_checkpoint
 from graft.train.levers import apply_tf32, autocast, check_levers, check_trainable, enable_gradient_checkpointing, grad_scaler
-from graft.train.loss import evaluate_items, make_batch
+from graft.train.loss import evaluate_items, make_batch, perplexity
 from graft.train.memory_check import estimate_memory
 from graft.train.optim import build_optimizer, build_scheduler
 from graft.train.step import backprop_step, mezo_step
@@ -59,7 +59,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     task = resolve_task(cfg, ensure_folder(source, progress))
     if not technique.supports(task):
         raise ConfigError(f"technique '{technique.name}' does not support {task} models (it supports {', '.join(sorted(technique.kinds))})")
-    packed = technique.packs_sequences and task == "causal-lm"
+    packed = technique.packs(task)
     if cfg.data.packing and not packed:
         raise ConfigError(f"data.packing: {technique.name} on {task} needs one example a row; turn packing off")
     tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
@@ -243,7 +243,7 @@ def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, prog
         result = {"eval_loss": loss, **{f"eval_{k}": v for k, v in scores.items()}}
         shown = f"accuracy {scores['accuracy']:.1f}%, macro F1 {scores['f1_macro']:.1f}"
     else:
-        result = {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
+        result = {"eval_loss": loss, "eval_ppl": perplexity(loss)}
         shown = f"perplexity {result['eval_ppl']:.2f}"
     folder.append_metrics({"type": "eval", "step": step, **result})
     progress.log(f"step {step}: eval loss {loss:.4f}, {shown}")
