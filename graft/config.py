@@ -181,10 +181,10 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return out
 
 
-def parse_set_option(item: str) -> tuple[str, Any]:
+def parse_set_option(item: str, flag: str = "--set", example: str = "train.lr=1e-4") -> tuple[str, Any]:
     """``train.max_steps=50`` -> ("train.max_steps", 50); the value is read as YAML, ``null`` unsets."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
+        raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {example}")
     key, _, value = item.partition("=")
     try:
         return key.strip(), yaml.safe_load(value)

@@ -90,7 +90,7 @@ def compare(
     names = [n.strip() for n in techniques.split(",") if n.strip()] if techniques else list(available())
     options: dict[str, dict] = {}
     for item in option:
-        key, value = parse_set_option(item)
+        key, value = parse_set_option(item, "--option", "lora.r=16")
         name, _, opt = key.partition(".")
         if not opt:
             raise ConfigError(f"-o {item!r}: expected TECHNIQUE.OPTION=VALUE, e.g. lora.r=16")

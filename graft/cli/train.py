@@ -76,7 +76,7 @@ def train(
     if target_modules and target_modules != "all-linear":
         overrides["technique.target_modules"] = [m.strip() for m in target_modules.split(",") if m.strip()]
     for item in option:
-        key, value = parse_set_option(item)
+        key, value = parse_set_option(item, "--option", "r=16")
         overrides[f"technique.{key}"] = value
     overrides.update(parse_set_option(item) for item in set_)
     if force:

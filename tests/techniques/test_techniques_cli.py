@@ -36,3 +36,9 @@ def test_compare_counts_as_peft_does_without_loading_weights(tiny_model_dir):
     assert rows["ia3"]["trainable"] < rows["lora"]["trainable"]
     bad = run_graft("techniques", "compare", "--model", tiny_model_dir, "-o", "r=4")
     assert bad.returncode == 2 and "TECHNIQUE.OPTION=VALUE" in bad.stderr
+
+
+def test_a_malformed_technique_option_names_the_flag(tiny_chat_data, tmp_path):
+    p = run_graft("train", "--data", tiny_chat_data, "-o", "rr", "--output-dir", tmp_path / "runs")
+    assert p.returncode == 2 and "--option 'rr': expected KEY=VALUE" in p.stderr
+    assert not (tmp_path / "runs").exists()
