@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import chat, data, distributed, estimate, evaluate, models, quickstart, techniques, train
+from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, models, quickstart, techniques, train
 
 app = typer.Typer(
     name="graft",
@@ -17,6 +17,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(techniques.app, name="techniques")
 app.add_typer(distributed.app, name="distributed")
+app.add_typer(benchmark.app, name="benchmark")
 app.command("train")(train.train)
 app.command("eval")(evaluate.eval_command)
 app.command("chat")(chat.chat)

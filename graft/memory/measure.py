@@ -6,9 +6,12 @@ context and other processes), so it compares with the estimate's total.
 
 CPU: the process's peak resident set. On Linux, writing 5 to /proc/self/clear_refs resets the
 kernel's high-water mark (VmHWM) to the current RSS, and VmHWM read at the end is the exact peak,
-kernel-tracked, with nothing to sample. Where that is refused, a thread samples VmRSS every 50 ms
-(may miss short spikes). Either way the figure is the whole process: Python, torch, the tokenizer
-and the data included, which the estimate's "context" term stands for.
+kernel-tracked, with nothing to sample. Where that is refused, the peak is the highest VmRSS the
+sampler saw (may miss short spikes). Either way the figure is the whole process: Python, torch, the
+tokenizer and the data included, which the estimate's "context" term stands for.
+
+The average (what the window held most of the time) always comes from a thread sampling every
+50 ms: VmRSS on CPU, the allocator's reserved bytes plus what was outside it on CUDA.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class PeakMemory:
         self.extra: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._sampled = 0
+        self._sampled = self._sum = self._count = 0
 
     def __enter__(self) -> "PeakMemory":
         self.start()
@@ -78,22 +81,38 @@ class PeakMemory:
             self.extra["outside_allocator"] = (total - free) - reserved  # context + other processes
             self.start_bytes = total - free
             self.method = "cuda max_memory_reserved + memory outside the allocator at start"
-            return
-        self.start_bytes = status_bytes("VmRSS") or 0
-        if _reset_hwm() and status_bytes("VmHWM") is not None:
-            self.method = "VmHWM after clear_refs=5"
-            return
-        self.method = f"VmRSS sampled every {self.interval_s * 1000:.0f} ms"
-        self._sampled = self.start_bytes
+        else:
+            self.start_bytes = status_bytes("VmRSS") or 0
+            self.method = "VmHWM after clear_refs=5" if _reset_hwm() and status_bytes("VmHWM") is not None else \
+                f"VmRSS sampled every {self.interval_s * 1000:.0f} ms"
+        self._sampled, self._sum, self._count = self.start_bytes, 0, 0
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
+    def _now(self) -> int:
+        if self.device.startswith("cuda"):
+            import torch
+
+            return torch.cuda.memory_reserved() + self.extra["outside_allocator"]
+        return status_bytes("VmRSS") or 0
+
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._sampled = max(self._sampled, status_bytes("VmRSS") or 0)
+            now = self._now()
+            self._sampled = max(self._sampled, now)
+            self._sum += now
+            self._count += 1
+
+    @property
+    def avg_bytes(self) -> int:
+        return int(self._sum / self._count) if self._count else self.peak_bytes
 
     def stop(self) -> int:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
         if self.device.startswith("cuda"):
             import torch
 
@@ -101,16 +120,13 @@ class PeakMemory:
             self.extra["max_allocated"] = torch.cuda.max_memory_allocated()
             self.extra["max_reserved"] = torch.cuda.max_memory_reserved()
             self.peak_bytes = self.extra["max_reserved"] + self.extra["outside_allocator"]
-        elif self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-            self.peak_bytes = max(self._sampled, status_bytes("VmRSS") or 0)
-        else:
+        elif self.method.startswith("VmHWM"):
             self.peak_bytes = max(status_bytes("VmHWM") or 0, self.start_bytes)
+        else:
+            self.peak_bytes = max(self._sampled, status_bytes("VmRSS") or 0)
         return self.peak_bytes
 
     def to_dict(self) -> dict:
         """For summary.json: the peak, what the process held when the window opened, and how it was measured."""
-        return {"peak_bytes": self.peak_bytes, "start_bytes": self.start_bytes, "device": self.device,
+        return {"peak_bytes": self.peak_bytes, "avg_bytes": self.avg_bytes, "start_bytes": self.start_bytes, "device": self.device,
                 "method": self.method, **self.extra}

@@ -1,0 +1,163 @@
+"""A benchmark matrix: one base run config, axes of values, expanded into cells.
+
+    name: smollm2-techniques
+    model: {name: smollm2-135m-instruct}
+    data: {path: ../shared/data/alpaca_5000/alpaca_5000.json, limit: 200, max_length: 256}
+    train: {max_steps: 10, batch_size: 4}
+    matrix:                       # dotted config keys -> values; every combination is a cell
+      technique.name: [lora, dora, ia3]
+      technique.r: [8, 16]        # technique options apply to the techniques that have them
+      train.optimizer: [adamw, sgd]
+    exclude:                      # optional: drop combinations that match all the given keys
+      - {technique.name: ia3, train.optimizer: sgd}
+    cells:                        # optional: extra cells, each its own overrides
+      - {technique.name: full, train.optimizer: sgd}
+
+Every cell is validated as a RunConfig when the matrix expands, so a typo fails before any cell
+runs, naming the cell. A cell's id is a hash of its whole config: re-running a matrix recognises
+finished cells even when the axes are reordered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from graft.config import RunConfig, apply_overrides
+from graft.errors import ConfigError
+from graft.paths import safe_name
+
+SPEC_KEYS = {"name", "matrix", "exclude", "cells"}
+ALIASES = {"technique": "technique.name", "techniques": "technique.name"}
+
+
+@dataclass
+class Cell:
+    index: int
+    params: dict[str, Any]  # the swept values that apply to this cell
+    config: RunConfig
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.config)
+
+    def label(self, varying: list[str]) -> str:
+        parts = []
+        for key in varying:
+            if key not in self.params:
+                continue
+            value = self.params[key]
+            parts.append(str(value) if key == "technique.name" else f"{key.rsplit('.', 1)[-1]}={_short(value)}")
+        return " ".join(parts) or self.config.technique.name
+
+
+@dataclass
+class Matrix:
+    name: str
+    base: dict[str, Any]
+    axes: dict[str, list[Any]]
+    exclude: list[dict[str, Any]]
+    extra: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Matrix":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such matrix file") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        return cls.from_dict(raw, source=str(path), default_name=path.stem)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "matrix", default_name: str = "benchmark") -> "Matrix":
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a mapping with 'matrix:' and the base run config")
+        axes = raw.get("matrix") or {}
+        if not isinstance(axes, dict):
+            raise ConfigError(f"{source}: matrix: expected a mapping of config keys to lists of values")
+        norm: dict[str, list[Any]] = {}
+        for key, values in axes.items():
+            values = values if isinstance(values, list) else [values]
+            if not values:
+                raise ConfigError(f"{source}: matrix: {key}: needs at least one value")
+            norm[ALIASES.get(key, key)] = values
+        name = str(raw.get("name") or default_name)
+        try:
+            safe_name(name)
+        except ValueError:
+            raise ConfigError(f"{source}: name: {name!r} cannot name a benchmark") from None
+        base = {k: v for k, v in raw.items() if k not in SPEC_KEYS}
+        return cls(name, base, norm, [_norm_keys(x, source, "exclude") for x in raw.get("exclude") or []],
+                   [_norm_keys(x, source, "cells") for x in raw.get("cells") or []])
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.base, "matrix": self.axes, "exclude": self.exclude, "cells": self.extra}
+
+    def expand(self) -> list[Cell]:
+        """Every distinct cell, in axis order; options a technique lacks are dropped, not errors."""
+        combos = [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())] if self.axes else [{}]
+        combos = [c for c in combos if not any(all(c.get(k) == v for k, v in ex.items()) for ex in self.exclude)]
+        cells, seen = [], set()
+        for overrides in combos + self.extra:
+            params = _applicable(overrides, self.base)
+            config = _build(self.base, params, self.name, len(cells))
+            key = cell_id(config)
+            if key in seen:  # e.g. ia3 under two ranks it does not have
+                continue
+            seen.add(key)
+            cells.append(Cell(len(cells), params, config))
+        return cells
+
+    def varying(self, cells: list[Cell]) -> list[str]:
+        """The swept keys whose value differs between cells (what a label needs to show)."""
+        keys = list(self.axes) + [k for extra in self.extra for k in extra if k not in self.axes]
+        return [k for k in dict.fromkeys(keys) if len({json.dumps(c.params.get(k), default=str) for c in cells}) > 1]
+
+
+def cell_id(config: RunConfig) -> str:
+    """Stable id of a cell: its config without where it writes."""
+    data = config.model_dump(mode="json")
+    data.pop("output_dir", None)
+    data.pop("run_name", None)
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _applicable(overrides: dict[str, Any], base: dict) -> dict[str, Any]:
+    """Drop technique options the cell's technique does not have (ranks for IA3, say)."""
+    from graft.techniques import get_technique
+
+    name = overrides.get("technique.name") or (base.get("technique") or {}).get("name") or "lora"
+    try:
+        fields = get_technique(name).settings.model_fields
+    except Exception:  # an unknown technique fails in _build with the config's own message
+        return dict(overrides)
+    return {k: v for k, v in overrides.items()
+            if not k.startswith("technique.") or k == "technique.name" or k.split(".", 1)[1] in fields}
+
+
+def _build(base: dict, params: dict[str, Any], name: str, index: int) -> RunConfig:
+    label = ", ".join(f"{k}={v}" for k, v in params.items()) or "base config"
+    source = f"benchmark {name}, cell {index} ({label})"
+    try:
+        raw = apply_overrides(base, params)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return RunConfig.from_dict(raw, source=source)
+
+
+def _norm_keys(raw: Any, source: str, section: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {section}: each entry must be a mapping of config keys to values")
+    return {ALIASES.get(k, k): v for k, v in raw.items()}
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
