@@ -89,11 +89,7 @@ class Matrix:
             if not values:
                 raise ConfigError(f"{source}: matrix: {key}: needs at least one value")
             norm[ALIASES.get(key, key)] = values
-        name = str(raw.get("name") or default_name)
-        try:
-            safe_name(name)
-        except ValueError:
-            raise ConfigError(f"{source}: name: {name!r} cannot name a benchmark") from None
+        name = benchmark_name(raw["name"], f"{source}: name") if raw.get("name") else _default_name(default_name)
         base = {k: v for k, v in raw.items() if k not in SPEC_KEYS}
         return cls(name, base, norm, [_norm_keys(x, source, "exclude") for x in raw.get("exclude") or []],
                    [_norm_keys(x, source, "cells") for x in raw.get("cells") or []])
@@ -122,6 +118,26 @@ class Matrix:
         return [k for k in dict.fromkeys(keys) if len({json.dumps(c.params.get(k), default=str) for c in cells}) > 1]
 
 
+def benchmark_name(name: str, source: str = "name") -> str:
+    """A benchmark's name is also its runs folder: one safe path component, or a ConfigError."""
+    name = str(name)
+    try:
+        cleaned = safe_name(name)
+    except ValueError:
+        cleaned = None
+    if cleaned != name:
+        hint = f" (try '{cleaned}')" if cleaned else ""
+        raise ConfigError(f"{source}: {name!r} cannot name a benchmark: use letters, digits, '-', '_' and '.'{hint}")
+    return name
+
+
+def _default_name(stem: str) -> str:
+    try:
+        return safe_name(stem)
+    except ValueError:
+        return "benchmark"
+
+
 def cell_id(config: RunConfig) -> str:
     """Stable id of a cell: its config without where it writes."""
     data = config.model_dump(mode="json")
@@ -147,10 +163,26 @@ def _build(base: dict, params: dict[str, Any], name: str, index: int) -> RunConf
     label = ", ".join(f"{k}={v}" for k, v in params.items()) or "base config"
     source = f"benchmark {name}, cell {index} ({label})"
     try:
-        raw = apply_overrides(base, params)
+        raw = apply_overrides(_base_options(base, params), params)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     return RunConfig.from_dict(raw, source=source)
+
+
+def _base_options(base: dict, params: dict[str, Any]) -> dict:
+    """Technique options of the base config apply only where the cell keeps the base's technique or
+    swaps in one that has them (a base `technique.r` with ia3 in the matrix, say)."""
+    from graft.techniques import get_technique
+
+    technique = base.get("technique")
+    name = params.get("technique.name")
+    if not isinstance(technique, dict) or name is None or name == technique.get("name", "lora"):
+        return base
+    try:
+        fields = get_technique(name).settings.model_fields
+    except Exception:  # an unknown technique fails in RunConfig with the config's own message
+        return base
+    return {**base, "technique": {k: v for k, v in technique.items() if k == "name" or k in fields}}
 
 
 def _norm_keys(raw: Any, source: str, section: str) -> dict[str, Any]:

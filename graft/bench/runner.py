@@ -71,10 +71,16 @@ def run_cell(benchmark: str, cell: Cell, label: str, root: Path, progress: Progr
         child = subprocess.Popen([sys.executable, "-m", "graft.bench.cell", str(config_file)], stdout=subprocess.PIPE,
                                  stderr=err, text=True, start_new_session=True)
         timer, fired = _kill_after(child, timeout)
-        for line in child.stdout:
-            _relay(line, progress)
-        code = child.wait()
-        timer.cancel()
+        try:
+            for line in child.stdout:
+                _relay(line, progress)
+            code = child.wait()
+        except BaseException:  # Ctrl-C here does not reach the child (its own session): stop it too
+            _kill(child)
+            child.wait()
+            raise
+        finally:
+            timer.cancel()
     wall = time.perf_counter() - t0
     error = None if code == 0 else _failure(code, stderr_file, fired.is_set(), timeout)
     return build_record(benchmark, cell, label, run_dir, error, wall, started)
@@ -86,16 +92,21 @@ def _kill_after(child: subprocess.Popen, timeout: float | None) -> tuple[threadi
 
     def kill() -> None:
         fired.set()
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill(child)
 
     timer = threading.Timer(timeout or 0, kill)
     timer.daemon = True
     if timeout:
         timer.start()
     return timer, fired
+
+
+def _kill(child: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _relay(line: str, progress: Progress) -> None:

@@ -56,7 +56,7 @@ def benchmark(
     """Run a benchmark matrix (`-m matrix.yaml`, or flags); sub-commands read stored results."""
     if ctx.invoked_subcommand is not None:
         return
-    from graft.bench.matrix import Matrix
+    from graft.bench.matrix import Matrix, benchmark_name
     from graft.bench.runner import run_matrix
     from graft.bench.store import Store
     from graft.config import apply_overrides, parse_set_option
@@ -77,7 +77,7 @@ def benchmark(
     else:
         spec = Matrix.from_dict({**apply_overrides({}, base_overrides), "matrix": axes}, source="command line")
     if name:
-        spec.name = name
+        spec.name = benchmark_name(name, "--name")
     cells = spec.expand()
     varying = spec.varying(cells)
     if dry_run:
