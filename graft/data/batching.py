@@ -30,12 +30,14 @@ class Batch:
     attention_mask: torch.Tensor | None = None  # [B, T] padded rows only
     target_rows: torch.Tensor | None = None  # [K] row of each target, padded rows only
     classify: bool = False  # targets are class ids, one per row
+    cu_seq_lens: torch.Tensor | None = None  # [examples + 1] start offsets of the packed examples, then T
 
 
 def flatten(items: list[Tokenized]) -> Batch:
-    ids, pos, targets, where = [], [], [], []
+    ids, pos, targets, where, starts = [], [], [], [], []
     for item in items:
         offset = len(ids)
+        starts.append(offset)
         ids += item.input_ids
         pos += range(len(item.input_ids))
         # position j predicts token j+1 of the same example
@@ -50,6 +52,7 @@ def flatten(items: list[Tokenized]) -> Batch:
         target_positions=torch.tensor(where),
         tokens=len(ids),
         examples=len(items),
+        cu_seq_lens=torch.tensor(starts + [len(ids)], dtype=torch.int32),
     )
 
 

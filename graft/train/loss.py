@@ -1,8 +1,10 @@
 """Losses computed only where there is a target.
 
 Packed rows: logits are produced only at positions that carry a label (transformers'
-`logits_to_keep` takes an index tensor), so prompt tokens cost no lm_head matmul and no
-vocab-sized activations. Padded rows (prompt methods): the model may prepend virtual positions,
+`logits_to_keep` takes an index tensor), so prompt tokens cost no lm_head matmul; where the head
+is a plain linear layer the loss goes through graft.train.head_loss, which never keeps the
+vocab-sized logits at all. Each packed example's span (`cu_seq_lens_q`) goes to the attention, so
+graft's packed SDPA (graft.train.attention) or flash-attention attends within examples only. Padded rows (prompt methods): the model may prepend virtual positions,
 so the last T logits are the ones that line up with the input. Classification: one class a row.
 """
 
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from graft.data.batching import Batch, flatten, pad
+from graft.train.head_loss import head_cross_entropy, plain_head
 
 
 def _device(model) -> torch.device:
@@ -27,12 +30,7 @@ def forward_logits(model, batch: Batch) -> torch.Tensor:
         out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
         return out.logits.float()
     if batch.attention_mask is None:
-        out = model(
-            input_ids=batch.input_ids.to(device),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,  # a cache would disable the packed-sequence mask
-            logits_to_keep=batch.target_positions.to(device),
-        )
+        out = model(**_packed_inputs(batch, device), logits_to_keep=batch.target_positions.to(device))
         return out.logits[0].float()
     width = batch.input_ids.shape[1]
     out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False)
@@ -40,9 +38,23 @@ def forward_logits(model, batch: Batch) -> torch.Tensor:
     return logits[batch.target_rows.to(device), batch.target_positions.to(device)].float()
 
 
+def _packed_inputs(batch: Batch, device) -> dict:
+    spans = batch.cu_seq_lens.to(device)
+    longest = int((batch.cu_seq_lens[1:] - batch.cu_seq_lens[:-1]).max())
+    return {"input_ids": batch.input_ids.to(device), "position_ids": batch.position_ids.to(device),
+            "use_cache": False,  # a cache would disable the packed-sequence mask
+            "cu_seq_lens_q": spans, "cu_seq_lens_k": spans, "max_length_q": longest, "max_length_k": longest}
+
+
 def loss_sum(model, batch: Batch) -> torch.Tensor:
     """Summed cross-entropy over the batch's targets (divide by the window's target count)."""
-    return F.cross_entropy(forward_logits(model, batch), batch.targets.to(_device(model)), reduction="sum")
+    device = _device(model)
+    parts = plain_head(model) if batch.position_ids is not None and not batch.classify else None
+    if parts is not None:
+        decoder, head = parts
+        hidden = decoder(**_packed_inputs(batch, device)).last_hidden_state[0]
+        return head_cross_entropy(hidden[batch.target_positions.to(device)], head.weight, batch.targets.to(device))
+    return F.cross_entropy(forward_logits(model, batch), batch.targets.to(device), reduction="sum")
 
 
 def perplexity(loss: float) -> float:
@@ -65,11 +77,13 @@ def evaluate_items(model, items, batch_size: int = 8, progress=None, packed: boo
         progress.start("eval", total=len(items))
     for i in range(0, len(items), batch_size):
         batch = make_batch(items[i : i + batch_size], packed, pad_id)
-        logits = forward_logits(model, batch)
-        targets = batch.targets.to(logits.device)
-        total += F.cross_entropy(logits, targets, reduction="sum").item()
-        count += len(targets)
-        if batch.classify:
+        count += len(batch.targets)
+        if not batch.classify:
+            total += loss_sum(model, batch).item()
+        else:
+            logits = forward_logits(model, batch)
+            targets = batch.targets.to(logits.device)
+            total += F.cross_entropy(logits, targets, reduction="sum").item()
             preds += logits.argmax(-1).tolist()
             gold += targets.tolist()
         if progress:

@@ -26,6 +26,7 @@ from graft.models.load import ensure_folder
 from graft.progress import NullProgress, Progress
 from graft.techniques import ApplyContext, count_parameters, get_technique
 from graft.techniques.saved import head_modules, save_trained
+from graft.train.attention import use_packed_attention
 from graft.train.checkpoint import load_checkpoint, save_checkpoint
 from graft.train.levers import apply_tf32, autocast, check_levers, check_trainable, enable_gradient_checkpointing, grad_scaler
 from graft.train.loss import evaluate_items, make_batch, perplexity
@@ -90,6 +91,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     if not getattr(model, "is_loaded_in_4bit", False) and not getattr(model, "is_loaded_in_8bit", False):
         model.to(device)  # bitsandbytes places quantized models itself and refuses .to()
     check_trainable(model, cfg)
+    if packed:
+        use_packed_attention(model)
     mezo = cfg.train.optimizer == "mezo"
     if cfg.train.gradient_checkpointing and not mezo:  # MeZO has no backward to recompute for
         enable_gradient_checkpointing(model)
@@ -154,6 +157,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             else:
                 step_loss, grad_norm = backprop_step(model, step_batches, technique, optimizer, scaler,
                                                      lambda: autocast(cfg.train, device), cfg.train.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
             scheduler.step()
             if technique.on_step is not None:
                 technique.on_step(model, state["step"] + 1)
@@ -169,7 +173,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             if state["step"] % cfg.train.log_every == 0 or state["step"] == total_steps:
                 folder.append_metrics({
                     "type": "train", "step": state["step"], "epoch": round(state["step"] * cfg.train.grad_accum / batches_per_epoch, 4),
-                    "loss": step_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                    "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                     "tokens": state["tokens"], "tokens_per_s": tokens / dt, "elapsed_s": round(state["elapsed_s"], 3),
                 })
             progress.advance("train", 1, loss=step_loss, tokens_per_s=tokens / dt)

@@ -36,7 +36,7 @@ def test_sampling_fallback(monkeypatch):
         x = torch.ones(300 * MiB // 4)
         import time
 
-        time.sleep(0.1)
+        time.sleep(0.3)  # the sampler must get a turn even on a busy machine
         del x
     assert "sampled" in m.method
     assert m.peak_bytes - m.start_bytes >= 250 * MiB
