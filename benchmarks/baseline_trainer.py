@@ -5,7 +5,7 @@ rendered with the model's chat template, loss on the response only (-100 on the 
 `DataCollatorForSeq2Seq` padding each batch to its longest example. This is the script a user
 writes before they reach for graft; benchmarks/speed_vs_baseline.py races graft against it.
 
-    python benchmarks/baseline_trainer.py --model-dir DIR --rows 160 --out result.json
+    python benchmarks/baseline_trainer.py --model-dir DIR --data alpaca.json --rows 320 --save adapter/
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--rows", type=int, default=160)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=8)  # TrainingArguments' own default
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--save", required=True, help="folder for the trained adapter")

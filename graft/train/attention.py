@@ -20,16 +20,16 @@ NAME = "graft_packed_sdpa"
 
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                 cu_seq_lens_q: torch.Tensor | None = None, **kwargs):
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if cu_seq_lens_q is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     bounds = cu_seq_lens_q.tolist()
-    # query/key/value: [1, heads, T, head_dim]; each example attends causally within its own span
+    # query: [1, heads, T, head_dim], key/value: [1, kv_heads, T, head_dim]; grouped-query heads are
+    # shared by SDPA itself (enable_gqa), not copied, so backward keeps no repeated keys and values
+    gqa = query.shape[1] != key.shape[1]
     spans = [F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout,
-                                            is_causal=True, scale=scaling)
+                                            is_causal=True, scale=scaling, enable_gqa=gqa)
              for s, e in zip(bounds[:-1], bounds[1:])]
     return torch.cat(spans, dim=2).transpose(1, 2).contiguous(), None
 
