@@ -166,7 +166,7 @@ def _results_table(name: str, records: list[dict]) -> None:
 
     table = Table(title=f"benchmark {name}")
     for col in ("cell", "status", "tok/s", "peak GiB", "est. GiB", "train loss", "eval loss", "trainable %"):
-        table.add_column(col, justify="left" if col in ("cell", "status") else "right")
+        table.add_column(col, justify="left" if col in ("cell", "status") else "right", no_wrap=col == "cell")
     for r in records:
         m = r.get("metrics") or {}
 
