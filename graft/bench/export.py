@@ -6,21 +6,10 @@ import csv
 import io
 import json
 
-from graft.bench.record import flat_row
+from graft.bench.record import COLUMNS, flat_row
 
-GIB = 1024 ** 3
 FORMATS = ("csv", "json", "markdown")
-
-# Markdown shows what a reader compares; CSV and JSON keep every field.
-MARKDOWN_COLUMNS = (
-    ("cell", "label", str), ("status", "status", str),
-    ("tokens/s", "tokens_per_s", lambda v: f"{v:,.0f}"), ("steps/s", "steps_per_s", lambda v: f"{v:.3f}"),
-    ("peak GiB", "peak_memory_bytes", lambda v: f"{v / GIB:.2f}"), ("avg GiB", "avg_memory_bytes", lambda v: f"{v / GIB:.2f}"),
-    ("est. GiB", "estimated_memory_bytes", lambda v: f"{v / GIB:.2f}"),
-    ("train loss", "train_loss", lambda v: f"{v:.3f}"), ("eval loss", "eval_loss", lambda v: f"{v:.3f}"),
-    ("eval ppl", "eval_ppl", lambda v: f"{v:.2f}"), ("trainable", "trainable_params", lambda v: f"{v:,}"),
-    ("trainable %", "trainable_percent", lambda v: f"{v:.3g}"),
-)
+MARKDOWN_COLUMNS = (("cell", "label", str), ("status", "status", str), *COLUMNS)
 
 
 def export(records: list[dict], fmt: str) -> str:

@@ -35,6 +35,22 @@ METRICS = (
     "trainable_params", "total_params", "trainable_percent", "grad_norm_mean",
 )
 STATUSES = ("pending", "completed", "failed")
+GIB = 1024 ** 3
+
+
+def _gib(v: float) -> str:
+    return f"{v / GIB:.2f}"
+
+
+# How every table (terminal, Markdown, dashboard) shows a metric: (title, metric key, formatter).
+COLUMNS = (
+    ("tokens/s", "tokens_per_s", lambda v: f"{v:,.0f}"), ("steps/s", "steps_per_s", lambda v: f"{v:.3f}"),
+    ("peak GiB", "peak_memory_bytes", _gib), ("avg GiB", "avg_memory_bytes", _gib),
+    ("est. GiB", "estimated_memory_bytes", _gib),
+    ("train loss", "train_loss", lambda v: f"{v:.3f}"), ("eval loss", "eval_loss", lambda v: f"{v:.3f}"),
+    ("eval ppl", "eval_ppl", lambda v: f"{v:.2f}"), ("trainable", "trainable_params", lambda v: f"{v:,}"),
+    ("trainable %", "trainable_percent", lambda v: f"{v:.3g}"),
+)
 
 
 def flat_row(record: dict) -> dict:

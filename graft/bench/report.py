@@ -14,21 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from graft.bench.charts import charts_for
-from graft.bench.record import flat_row
-
-GIB = 1024 ** 3
-
-# (column title, flat_row key, formatter); memory is shown in GiB
-COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
-    ("tokens/s", "tokens_per_s", lambda v: f"{v:,.0f}"),
-    ("peak GiB", "peak_memory_bytes", lambda v: f"{v / GIB:.2f}"),
-    ("avg GiB", "avg_memory_bytes", lambda v: f"{v / GIB:.2f}"),
-    ("est. GiB", "estimated_memory_bytes", lambda v: f"{v / GIB:.2f}"),
-    ("train loss", "train_loss", lambda v: f"{v:.4f}"),
-    ("eval loss", "eval_loss", lambda v: f"{v:.4f}"),
-    ("eval ppl", "eval_ppl", lambda v: f"{v:.2f}"),
-    ("trainable %", "trainable_percent", lambda v: f"{v:.4g}"),
-)
+from graft.bench.record import COLUMNS, flat_row
 
 EMBED_OPTIONS = {"renderer": "svg",
                  # the editor/source actions link to vega.github.io; keep only the offline export

@@ -22,6 +22,8 @@ AXIS_FLAGS = {
     "checkpointing": "train.gradient_checkpointing", "batch_sizes": "train.batch_size",
     "grad_accums": "train.grad_accum", "lrs": "train.lr",
 }
+TERMINAL_METRICS = ("tokens_per_s", "peak_memory_bytes", "estimated_memory_bytes", "train_loss", "eval_loss",
+                    "trainable_percent")
 DB_HELP = "results database (default: graft.db in GRAFT_HOME)"
 
 
@@ -162,22 +164,18 @@ def _cells_table(name: str, rows) -> None:
 
 
 def _results_table(name: str, records: list[dict]) -> None:
-    from graft.bench.export import GIB
+    from graft.bench.record import COLUMNS
 
+    shown = [c for c in COLUMNS if c[1] in TERMINAL_METRICS]
     table = Table(title=f"benchmark {name}")
-    for col in ("cell", "status", "tok/s", "peak GiB", "est. GiB", "train loss", "eval loss", "trainable %"):
-        table.add_column(col, justify="left" if col in ("cell", "status") else "right", no_wrap=col == "cell")
+    table.add_column("cell", no_wrap=True)
+    table.add_column("status")
+    for title, _, _ in shown:
+        table.add_column(title, justify="right")
     for r in records:
         m = r.get("metrics") or {}
-
-        def f(key, fmt):
-            return fmt(m[key]) if m.get(key) is not None else ""
-
         status = r["status"] if r["status"] != "failed" else f"[red]failed[/red]: {(r.get('error') or '').splitlines()[0][:60]}"
-        table.add_row(r["label"], status, f("tokens_per_s", lambda v: f"{v:,.0f}"),
-                      f("peak_memory_bytes", lambda v: f"{v / GIB:.2f}"), f("estimated_memory_bytes", lambda v: f"{v / GIB:.2f}"),
-                      f("train_loss", lambda v: f"{v:.3f}"), f("eval_loss", lambda v: f"{v:.3f}"),
-                      f("trainable_percent", lambda v: f"{v:.3g}"))
+        table.add_row(r["label"], status, *(fmt(m[key]) if m.get(key) is not None else "" for _, key, fmt in shown))
     out.print(table)
 
 

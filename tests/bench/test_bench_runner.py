@@ -289,7 +289,7 @@ def test_cli_benchmark(tmp_path, tiny_model_dir, tiny_chat_data):
     done = run_graft(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"│ lora\s+│ completed\s+│\s+[\d,]+ │", done.stdout), done.stdout
-    assert re.search(r"│ ia3\s+│ completed\s+│ [\d,]+ │", done.stdout), done.stdout
+    assert re.search(r"│ ia3\s+│ completed\s+│\s+[\d,]+ │", done.stdout), done.stdout
     assert (runs / "t" / "report" / "dashboard.html").is_file()
 
     exported = run_graft("benchmark", "export", "t", "--format", "csv", "--db", db, cwd=tmp_path)
