@@ -21,27 +21,32 @@ PLAIN_HEAD_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "o
 CHUNK_ELEMENTS = 1 << 24  # logits held at once: 64 MiB in fp32
 
 
+def _chunked(hidden, weight, targets, need_h: bool, need_w: bool):
+    """(summed loss, gradient wrt hidden or None, gradient wrt weight or None), a chunk of targets at a time."""
+    grad_h = torch.empty_like(hidden) if need_h else None
+    grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
+    for s in range(0, hidden.shape[0], chunk):
+        h, t = hidden[s : s + chunk], targets[s : s + chunk]
+        logits = F.linear(h, weight).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+        if need_h or need_w:
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+            probs[torch.arange(len(t), device=t.device), t] -= 1.0
+            if need_h:
+                grad_h[s : s + chunk] = probs.to(h.dtype) @ weight
+            if need_w:
+                grad_w += probs.t() @ h.float()
+    return total, grad_h, grad_w
+
+
 class _HeadCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         ctx.weight_dtype = weight.dtype
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
-        for s in range(0, hidden.shape[0], chunk):
-            h, t = hidden[s : s + chunk], targets[s : s + chunk]
-            logits = F.linear(h, weight).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-            if need_h or need_w:
-                probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                probs[torch.arange(len(t), device=t.device), t] -= 1.0
-                if need_h:
-                    grad_h[s : s + chunk] = probs.to(h.dtype) @ weight
-                if need_w:
-                    grad_w += probs.t() @ h.float()
+        total, grad_h, grad_w = _chunked(hidden, weight, targets, *ctx.needs_input_grad[:2])
         ctx.save_for_backward(grad_h, grad_w)
         return total
 
@@ -53,8 +58,12 @@ class _HeadCrossEntropy(torch.autograd.Function):
 
 
 def head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy of `hidden @ weight.T` against `targets`, without keeping the logits."""
-    return _HeadCrossEntropy.apply(hidden, weight, targets)
+    """Summed cross-entropy of `hidden @ weight.T` against `targets`, without keeping the logits.
+
+    Under no_grad (evaluation, MeZO) no gradient is formed, even for a weight that trains."""
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _HeadCrossEntropy.apply(hidden, weight, targets)
+    return _chunked(hidden, weight, targets, False, False)[0]
 
 
 def plain_head(model) -> tuple[torch.nn.Module, torch.nn.Linear] | None:

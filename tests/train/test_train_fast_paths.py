@@ -82,3 +82,16 @@ def test_heads_that_are_not_plain_take_the_ordinary_path():
     model = llama()
     model.lm_head.register_forward_hook(lambda *a: None)
     assert head_loss.plain_head(model) is None
+
+
+def test_fused_head_loss_forms_no_gradients_under_no_grad(monkeypatch):
+    """Evaluation and MeZO run under no_grad: a trainable head must not cost a vocab x hidden gradient."""
+    calls = []
+    real = head_loss._chunked
+    monkeypatch.setattr(head_loss, "_chunked", lambda *a: calls.append(a[3:]) or real(*a))
+    hidden, weight = torch.randn(5, 16), torch.randn(97, 16, requires_grad=True)
+    targets = torch.randint(0, 97, (5,))
+    with torch.no_grad():
+        loss = head_loss.head_cross_entropy(hidden, weight, targets)
+    assert calls == [(False, False)]
+    torch.testing.assert_close(loss, F.cross_entropy(F.linear(hidden, weight), targets, reduction="sum"))
