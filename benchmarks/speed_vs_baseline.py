@@ -29,16 +29,10 @@ ALPACA = HERE.parents[1] / "shared" / "data" / "alpaca_5000" / "alpaca_5000.json
 EVAL_ROWS = slice(4000, 4064)
 
 
-def vm_hwm() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def graft_side(args) -> None:
     """graft's recipe on the same rows and hyper-parameters (run in a child process)."""
     from graft.config import RunConfig
+    from graft.memory.measure import status_bytes
     from graft.train.recipe import train
 
     with tempfile.TemporaryDirectory() as out:
@@ -52,16 +46,16 @@ def graft_side(args) -> None:
         s = train(cfg).summary
         shutil.copytree(Path(out) / "graft" / "adapter", args.save, dirs_exist_ok=True)
     print(json.dumps({"train_s": s["train_time_s"], "steps": s["steps"], "real_tokens": s["tokens"],
-                      "final_loss": s["final_loss"], "peak_rss_bytes": vm_hwm()}))
+                      "final_loss": s["final_loss"], "peak_rss_bytes": status_bytes("VmHWM")}))
 
 
 def run_side(side: str, args, save: Path) -> dict:
     common = ["--data", str(args.data), "--rows", str(args.rows), "--batch-size", str(args.batch_size),
               "--max-length", str(args.max_length), "--lr", str(args.lr), "--save", str(save)]
     if side == "baseline":
-        cmd = [sys.executable, str(HERE / "baseline_trainer.py"), "--model-dir", str(args.model_dir), *common]
-        # the baseline script reports its own figures; its peak RSS is read from a wrapper
-        cmd = [sys.executable, "-c", _PEAK_WRAPPER, *cmd[1:]]
+        # the baseline script reports its own figures; the wrapper adds its process's peak RSS
+        cmd = [sys.executable, "-c", _PEAK_WRAPPER, str(HERE / "baseline_trainer.py"), "--model-dir", str(args.model_dir),
+               *common]
     else:
         cmd = [sys.executable, __file__, "--side", "graft", *common]
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -82,9 +76,8 @@ buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     runpy.run_path(script, run_name="__main__")
 row = json.loads(buf.getvalue().strip().splitlines()[-1])
-for line in open("/proc/self/status"):
-    if line.startswith("VmHWM:"):
-        row["peak_rss_bytes"] = int(line.split()[1]) * 1024
+from graft.memory.measure import status_bytes
+row["peak_rss_bytes"] = status_bytes("VmHWM")
 print(json.dumps(row))
 """
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from graft.memory.devices import GiB
+
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
-GIB = 1024 ** 3
 WIDTH, HEIGHT = 520, 300
 
 # Titles (with units) for the per-cell metrics a sweep can plot.
@@ -49,7 +50,7 @@ def _num(value: Any) -> float | None:
 def _metric(record: dict, key: str) -> float | None:
     value = _num((record.get("metrics") or {}).get(key))
     if value is not None and key.endswith("_memory_bytes"):
-        return round(value / GIB, 3)
+        return round(value / GiB, 3)
     return value
 
 

@@ -146,14 +146,21 @@ def cell_id(config: RunConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _applicable(overrides: dict[str, Any], base: dict) -> dict[str, Any]:
-    """Drop technique options the cell's technique does not have (ranks for IA3, say)."""
+def _options_of(technique: str) -> dict | None:
+    """The options a technique takes; None for an unknown one (RunConfig then fails with its own message)."""
+    from graft.errors import GraftError
     from graft.techniques import get_technique
 
-    name = overrides.get("technique.name") or (base.get("technique") or {}).get("name") or "lora"
     try:
-        fields = get_technique(name).settings.model_fields
-    except Exception:  # an unknown technique fails in _build with the config's own message
+        return get_technique(technique).settings.model_fields
+    except GraftError:
+        return None
+
+
+def _applicable(overrides: dict[str, Any], base: dict) -> dict[str, Any]:
+    """Drop technique options the cell's technique does not have (ranks for IA3, say)."""
+    fields = _options_of(overrides.get("technique.name") or (base.get("technique") or {}).get("name") or "lora")
+    if fields is None:
         return dict(overrides)
     return {k: v for k, v in overrides.items()
             if not k.startswith("technique.") or k == "technique.name" or k.split(".", 1)[1] in fields}
@@ -172,15 +179,12 @@ def _build(base: dict, params: dict[str, Any], name: str, index: int) -> RunConf
 def _base_options(base: dict, params: dict[str, Any]) -> dict:
     """Technique options of the base config apply only where the cell keeps the base's technique or
     swaps in one that has them (a base `technique.r` with ia3 in the matrix, say)."""
-    from graft.techniques import get_technique
-
     technique = base.get("technique")
     name = params.get("technique.name")
     if not isinstance(technique, dict) or name is None or name == technique.get("name", "lora"):
         return base
-    try:
-        fields = get_technique(name).settings.model_fields
-    except Exception:  # an unknown technique fails in RunConfig with the config's own message
+    fields = _options_of(name)
+    if fields is None:
         return base
     return {**base, "technique": {k: v for k, v in technique.items() if k == "name" or k in fields}}
 

@@ -28,6 +28,8 @@ A record is a plain dict (JSON-ready), so the store, the exporters and the chart
 
 from __future__ import annotations
 
+from graft.memory.devices import GiB
+
 METRICS = (
     "wall_s", "train_time_s", "steps", "steps_per_s", "tokens", "tokens_per_s",
     "peak_memory_bytes", "avg_memory_bytes", "estimated_memory_bytes",
@@ -35,11 +37,10 @@ METRICS = (
     "trainable_params", "total_params", "trainable_percent", "grad_norm_mean",
 )
 STATUSES = ("pending", "completed", "failed")
-GIB = 1024 ** 3
 
 
 def _gib(v: float) -> str:
-    return f"{v / GIB:.2f}"
+    return f"{v / GiB:.2f}"
 
 
 # How every table (terminal, Markdown, dashboard) shows a metric: (title, metric key, formatter).

@@ -31,6 +31,9 @@ section.chart { margin-bottom: 2.5rem; }
 """
 
 
+FORMATS = ("svg", "png")
+
+
 def _renderers() -> dict[str, Callable[[dict], str | bytes]]:
     import vl_convert as vlc  # imported late: only rendering needs it, the specs do not
 
@@ -102,15 +105,15 @@ def dashboard_html(records: list[dict], specs: dict[str, dict], title: str) -> s
 
 
 def build_report(records: list[dict], out_dir: str | Path, title: str,
-                 formats: tuple[str, ...] = ("svg", "png")) -> dict:
+                 formats: tuple[str, ...] = FORMATS) -> dict:
     """Write specs/<name>.vl.json, charts/<name>.<format> and dashboard.html under out_dir.
 
     Returns {"dir", "specs": {name: path}, "charts": {name: {format: path}}, "dashboard": path}.
     """
-    renderers = _renderers()
-    unknown = [f for f in formats if f not in renderers]
+    unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise ValueError(f"unknown chart format(s) {unknown}; choose from {sorted(renderers)}")
+        raise ValueError(f"unknown chart format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    renderers = _renderers()
     out = Path(out_dir)
     (out / "specs").mkdir(parents=True, exist_ok=True)
     specs = charts_for(records)

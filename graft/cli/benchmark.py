@@ -24,6 +24,7 @@ AXIS_FLAGS = {
 }
 TERMINAL_METRICS = ("tokens_per_s", "peak_memory_bytes", "estimated_memory_bytes", "train_loss", "eval_loss",
                     "trainable_percent")
+RUNS_DIR = Path("runs/benchmarks")
 DB_HELP = "results database (default: graft.db in GRAFT_HOME)"
 
 
@@ -50,7 +51,7 @@ def benchmark(
     rerun: bool = typer.Option(False, "--rerun", help="run every cell again, finished or not"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed cells again"),
     cell_timeout: Optional[float] = typer.Option(None, help="seconds before a cell is killed and recorded as failed"),
-    runs_dir: Path = typer.Option(Path("runs/benchmarks"), help="where the cells' run folders go"),
+    runs_dir: Path = typer.Option(RUNS_DIR, help="where the cells' run folders go"),
     report: bool = typer.Option(True, "--report/--no-report", help="build the dashboard when the matrix ends"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the cells and stop"),
     db: Optional[Path] = typer.Option(None, help=DB_HELP),
@@ -103,11 +104,15 @@ def report_command(
     db: Optional[Path] = typer.Option(None, help=DB_HELP),
 ) -> None:
     """Charts (Vega-Lite specs, SVG/PNG) and one offline HTML dashboard of a benchmark's results."""
+    from graft.bench.report import FORMATS
     from graft.bench.store import Store
+    from graft.errors import ConfigError
 
+    chosen = tuple(f.strip() for f in formats.split(",") if f.strip())
+    if not chosen or any(f not in FORMATS for f in chosen):
+        raise ConfigError(f"--formats {formats!r}: choose from {', '.join(FORMATS)}")
     records = Store(db).records(name)
-    _report(name, records, output or Path("runs/benchmarks") / name / "report",
-            tuple(f.strip() for f in formats.split(",") if f.strip()))
+    _report(name, records, output or RUNS_DIR / name / "report", chosen)
 
 
 @app.command("export")
@@ -179,8 +184,8 @@ def _results_table(name: str, records: list[dict]) -> None:
     out.print(table)
 
 
-def _report(name: str, records: list[dict], folder: Path, formats: tuple[str, ...] = ("svg", "png")) -> None:
-    from graft.bench.report import build_report
+def _report(name: str, records: list[dict], folder: Path, formats: tuple[str, ...] | None = None) -> None:
+    from graft.bench.report import FORMATS, build_report
 
-    written = build_report(records, folder, f"graft benchmark: {name}", formats)
+    written = build_report(records, folder, f"graft benchmark: {name}", formats or FORMATS)
     out.print(f"dashboard: {written['dashboard']} ({len(written['specs'])} charts)")

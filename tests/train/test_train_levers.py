@@ -185,6 +185,15 @@ def test_float16_trainable_weights_are_refused_after_apply():
 # -- gradient checkpointing ---------------------------------------------------------------------
 
 
+def _wake_zero_adapters(model):
+    """Zero-initialised trainable tensors (LoRA's B, say) would leave most gradients trivially zero."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and not p.any():
+                p.normal_(0, 0.1)
+    return model
+
+
 def _loss_and_grads(model, packed: bool, checkpointing: bool):
     if checkpointing:
         enable_gradient_checkpointing(model)
@@ -209,11 +218,7 @@ def test_checkpointing_gives_the_same_loss_and_grads_with_less_saved(name, optio
     def model():
         m = _applied(name, **options)
         torch.manual_seed(3)
-        with torch.no_grad():  # zero-initialised adapters would leave most gradients trivially zero
-            for p in m.parameters():
-                if p.requires_grad and not p.any():
-                    p.normal_(0, 0.1)
-        return m
+        return _wake_zero_adapters(m)
 
     loss, grads, saved = _loss_and_grads(model(), packed, checkpointing=False)
     loss_ck, grads_ck, saved_ck = _loss_and_grads(model(), packed, checkpointing=True)
@@ -235,12 +240,7 @@ def test_checkpointing_on_a_4bit_qlora_base(tiny_model_dir):
     def model():
         torch.manual_seed(0)
         base, _ = load_model(str(tiny_model_dir), task="causal-lm", load_options=tech.load_options(options, "causal-lm"))
-        m = tech.apply(base, options, ApplyContext())
-        with torch.no_grad():
-            for p in m.parameters():
-                if p.requires_grad and not p.any():
-                    p.normal_(0, 0.1)
-        return m
+        return _wake_zero_adapters(tech.apply(base, options, ApplyContext()))
 
     loss, grads, saved = _loss_and_grads(model(), True, checkpointing=False)
     loss_ck, grads_ck, saved_ck = _loss_and_grads(model(), True, checkpointing=True)
