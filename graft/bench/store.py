@@ -10,9 +10,10 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, select
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from graft.db import ensure_tables
 from graft.errors import ConfigError
 from graft.paths import graft_home
 
@@ -50,9 +51,7 @@ def default_path() -> Path:
 class Store:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(f"sqlite:///{self.path}")
-        Base.metadata.create_all(self.engine)
+        self.engine = ensure_tables(Base.metadata, self.path)
 
     def save_benchmark(self, name: str, spec: dict, cell_ids: list[str]) -> None:
         with Session(self.engine) as s, s.begin():

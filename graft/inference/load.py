@@ -1,14 +1,10 @@
-"""Load a run, an adapter folder or a plain model for use, and stream replies from it."""
+"""Load a run, an adapter folder or a plain model for use."""
 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
-import torch
 
 from graft.errors import RunError
 from graft.progress import Progress
@@ -93,27 +89,3 @@ def _load_trained(base: str, saved: Path, meta: dict, dtype: str, trust_remote_c
         model = model.merge_and_unload()
     packed = technique.packs(task) if technique else task == "causal-lm"
     return Loaded(model, tokenizer, True, base, run_dir, task, meta.get("technique"), meta.get("labels"), mergeable, packed)
-
-
-def stream_reply(model, tokenizer, messages: list[dict[str, str]], max_new_tokens: int = 256,
-                 temperature: float = 0.0) -> Iterator[str]:
-    """Yield the assistant's reply piece by piece as it is generated."""
-    from transformers import TextIteratorStreamer
-
-    from graft.evaluate.generate import render_prompt
-
-    enc = tokenizer(render_prompt(tokenizer, messages), return_tensors="pt", add_special_tokens=False)
-    enc = {k: v.to(model.device) for k, v in enc.items()}
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    kwargs = dict(**enc, max_new_tokens=max_new_tokens, streamer=streamer, pad_token_id=tokenizer.pad_token_id, **sampling)
-    model.eval()
-    worker = threading.Thread(target=_generate, args=(model, kwargs), daemon=True)
-    worker.start()
-    yield from streamer
-    worker.join()
-
-
-@torch.inference_mode()
-def _generate(model, kwargs) -> None:
-    model.generate(**kwargs)

@@ -1,0 +1,61 @@
+"""The one database graft keeps its records in: SQLite `graft.db` in graft's home by default,
+any SQLAlchemy URL (PostgreSQL, say) through GRAFT_DB_URL or an explicit argument.
+
+Each feature declares its own tables on its own metadata (benchmarks, served requests, jobs) and
+creates them with `ensure_tables`; they share this engine factory so they share one file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+
+from graft.paths import graft_home
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def default_url() -> str:
+    return os.environ.get("GRAFT_DB_URL") or sqlite_url(graft_home() / "graft.db")
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path)}"
+
+
+def as_url(where: str | Path | None) -> str:
+    """A URL from a URL, a file path (SQLite) or None (the default)."""
+    if where is None:
+        return default_url()
+    text = str(where)
+    return text if "://" in text else sqlite_url(text)
+
+
+def engine(where: str | Path | None = None) -> Engine:
+    """A shared engine for the database at `where` (URL, SQLite file path, or None for the default)."""
+    url = as_url(where)
+    if url not in _ENGINES:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            made = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(made, "connect", _sqlite_pragmas)
+        else:
+            made = create_engine(url, pool_pre_ping=True)
+        _ENGINES[url] = made
+    return _ENGINES[url]
+
+
+def ensure_tables(metadata: MetaData, where: str | Path | None = None) -> Engine:
+    made = engine(where)
+    metadata.create_all(made)
+    return made
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    # WAL lets a reader (the CLI, a dashboard) read while a server process writes
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,7 @@
+"""Use a trained model: load a run or adapter (`load`), stream replies (`stream`), serve several
+adapters on one base (`pool`)."""
+
+from graft.inference.load import Loaded, load_for_inference
+from graft.inference.stream import stream_reply
+
+__all__ = ["Loaded", "load_for_inference", "stream_reply"]
