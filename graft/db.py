@@ -54,8 +54,8 @@ def ensure_tables(metadata: MetaData, where: str | Path | None = None) -> Engine
 
 
 def _sqlite_pragmas(connection, _record) -> None:
-    # WAL lets a reader (the CLI, a dashboard) read while a server process writes
+    # several processes (server, workers, the CLI) share the file: wait for a lock rather than fail.
+    # No WAL: a copied graft.db would then miss what still sits in its -wal file.
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
