@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, models, quickstart, techniques, train
+from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, quickstart, techniques, train
 
 app = typer.Typer(
     name="graft",
@@ -23,3 +23,4 @@ app.command("eval")(evaluate.eval_command)
 app.command("chat")(chat.chat)
 app.command("quickstart")(quickstart.quickstart)
 app.command("estimate")(estimate.estimate)
+app.command("export")(export.export_command)
