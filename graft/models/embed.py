@@ -1,0 +1,54 @@
+"""Sentence embeddings from an encoder (the bundled MiniLM by default): mean-pooled, unit length.
+
+Used by drift detection (graft/monitor) and retrieval. Unit vectors make the dot product the
+cosine similarity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from graft.progress import NullProgress, Progress
+
+
+class Embedder:
+    def __init__(self, model: str = "minilm-l6", batch_size: int = 64, max_length: int = 256):
+        from graft.models.load import load_model
+
+        self.model, self.tokenizer = load_model(model, task="encoder")
+        self.model.eval()
+        self.batch_size, self.max_length = batch_size, max_length
+        self.dim: int = self.model.config.hidden_size
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """[len(texts), dim] float32, each row L2-normalised; texts longer than max_length are truncated."""
+        progress = progress or NullProgress()
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # similar lengths share a batch, so little of each batch is padding
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        progress.start("embed", total=len(texts))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                out[idx] = self._batch([texts[i] for i in idx])
+                progress.advance("embed", len(idx))
+        progress.finish("embed")
+        return out
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        hidden = self.model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+
+    def count_tokens(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokens per text, untruncated and without special tokens."""
+        if not texts:
+            return np.zeros(0, dtype=np.int64)
+        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        return np.array([len(i) for i in ids], dtype=np.int64)
