@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -44,9 +45,14 @@ def training_prompts(run_dir: str | Path, max_rows: int, seed: int = 0) -> tuple
 
 
 def served_keys(run_dir: str | Path) -> list[str]:
-    """The `adapter` values a server writes for this run: the run folder or its adapter folder."""
+    """The `adapter` values a server may have written for this run: the run folder or its adapter
+    folder, absolute (what the log promises) or relative to here (a server started in this folder)."""
     folder = RunFolder.open(run_dir)
-    return [str(folder.path.resolve()), str(folder.adapter.resolve())]
+    keys = []
+    for path in (folder.path, folder.adapter):
+        absolute = path.resolve()
+        keys += [str(absolute), str(path), os.path.relpath(absolute)]
+    return list(dict.fromkeys(keys))
 
 
 def served_prompts(run_dir: str | Path, log: RequestLog, model_id: str | None = None,
@@ -58,7 +64,7 @@ def served_prompts(run_dir: str | Path, log: RequestLog, model_id: str | None = 
     else:
         keys = served_keys(run_dir)
         prompts = [p for key in keys for p in log.prompts(adapter=key, since=since)]
-        what = f"adapter {keys[0]} (or its adapter/ folder)"
+        what = f"adapter {keys[0]} (or its adapter/ folder, or either relative to here)"
     prompts = [p for p in prompts if p.strip()]
     _check(len(prompts), f"served prompts logged for {what} in {log.engine.url.render_as_string()}",
            hint="serve more requests first, point --db at the server's database, or pass --model ID")

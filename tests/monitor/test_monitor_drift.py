@@ -133,3 +133,15 @@ def test_cli_exit_codes_and_retraining(run_dir, tmp_path, helpers):
     assert table.exit_code == 0 and "Served requests" in table.output
     assert "runs/run" in table.output and table.output.count(" toy ") == 3  # newest 3 only
     assert "no served requests" in runner.invoke(monitor.app, ["requests", "--db", str(tmp_path / "none.db")]).output
+
+
+def test_served_prompts_match_the_run_however_the_server_named_it(run_dir, tmp_path, monkeypatch):
+    from graft.monitor.sources import served_prompts
+
+    monkeypatch.chdir(run_dir.parent)  # a server started here, given "run" or "run/adapter"
+    log = log_with(tmp_path / "g.db", in_distribution(10), "run")
+    log_with(tmp_path / "g.db", in_distribution(10), "run/adapter")
+    log_with(tmp_path / "g.db", in_distribution(10), str(run_dir.resolve()))
+    log_with(tmp_path / "g.db", in_distribution(10), "other-run")
+    prompts, total = served_prompts(run_dir, log, max_rows=25)
+    assert total == 30 and len(prompts) == 25
