@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from graft import charts
 from graft.bench.charts import charts_for
+from graft.charts import FORMATS
 from graft.bench.record import COLUMNS, flat_row
 
 EMBED_OPTIONS = {"renderer": "svg",
@@ -29,15 +31,6 @@ tr.failed td { background: #fdecea; } tr.pending td { color: #888; }
 pre.error { margin: 0; white-space: pre-wrap; max-width: 40rem; font-size: 0.8rem; }
 section.chart { margin-bottom: 2.5rem; }
 """
-
-
-FORMATS = ("svg", "png")
-
-
-def _renderers() -> dict[str, Callable[[dict], str | bytes]]:
-    import vl_convert as vlc  # imported late: only rendering needs it, the specs do not
-
-    return {"svg": vlc.vegalite_to_svg, "png": lambda spec: vlc.vegalite_to_png(spec, scale=2)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,7 +106,7 @@ def build_report(records: list[dict], out_dir: str | Path, title: str,
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown chart format(s) {unknown}; choose from {', '.join(FORMATS)}")
-    renderers = _renderers()
+    renderers = charts.renderers()
     out = Path(out_dir)
     (out / "specs").mkdir(parents=True, exist_ok=True)
     specs = charts_for(records)
@@ -123,19 +116,9 @@ def build_report(records: list[dict], out_dir: str | Path, title: str,
         path = out / "specs" / f"{stem}.vl.json"
         path.write_text(json.dumps(spec, indent=2) + "\n")
         written["specs"][name] = path
-        written["charts"][name] = {fmt: _render(spec, out / "charts" / f"{stem}.{fmt}", renderers[fmt])
+        written["charts"][name] = {fmt: charts.render(spec, out / "charts" / f"{stem}.{fmt}", renderers[fmt])
                                    for fmt in formats}
     dashboard = out / "dashboard.html"
     dashboard.write_text(dashboard_html(records, specs, title), encoding="utf-8")
     written["dashboard"] = dashboard
     return written
-
-
-def _render(spec: dict, path: Path, render: Callable[[dict], str | bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = render(spec)
-    if isinstance(image, bytes):
-        path.write_bytes(image)
-    else:
-        path.write_text(image, encoding="utf-8")
-    return path

@@ -7,7 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-LABELS = {"train": "training", "eval": "eval loss", "generate": "generating", "convert": "converting GGUF"}
+LABELS = {"train": "training", "eval": "eval loss", "generate": "generating", "convert": "converting GGUF",
+          "gguf": "writing GGUF", "embed": "embedding", "permutations": "permutation test"}
 
 
 class RichProgress:

@@ -15,7 +15,9 @@ FORMATS = ("merged", "gguf")
 
 
 def default_out(target: Path) -> Path:
-    return Path(target) / "export"
+    from graft.train.run_folder import RunFolder
+
+    return RunFolder(target).export_dir
 
 
 def export(target: str | Path, fmt: str = "merged", out: str | Path | None = None, quants: list[str] | None = None,
@@ -126,7 +128,7 @@ def _gguf(merged: Path, out: Path, quant: str, source: dict, notes: list[str], s
     if verify and seqs:
         progress.log(f"checking {path.name}: transformers' GGUF loader" + (" and llama.cpp" if llama_cpp.available() else ""))
         # transformers dequantizes through gguf-py, which reads every llama.cpp type
-        checks.append({"with": "transformers (GGUF loader)", **check.agreement(reference, check.gguf_logits_transformers(path), seqs)})
+        checks.append({"with": "transformers", **check.agreement(reference, check.gguf_logits_transformers(path), seqs)})
         if llama_cpp.available():
             checks.append({"with": "llama.cpp", **check.agreement(reference, check.gguf_logits_llama_cpp(path), seqs)})
     extra_notes = [] if llama_cpp.available() else ["llama-cpp-python not installed: checked with transformers' GGUF loader only"]

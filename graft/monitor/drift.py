@@ -20,7 +20,6 @@ from graft.monitor.stats import length_test, mmd_test, vocabulary_test
 from graft.progress import NullProgress, Progress
 from graft.train.run_folder import RunFolder
 
-MONITOR_DIR = "monitor"  # inside the run folder
 EMBEDDER = "minilm-l6"
 DEFAULT_PERMUTATIONS = 1000
 
@@ -83,7 +82,7 @@ def drift_report(run_dir: str | Path, log: RequestLog, model_id: str | None = No
     }
     spec = drift_spec(train_emb, served_emb, train, served, train_len, served_len,
                       title=f"{folder.path.name}: {report['verdict']}")
-    out_dir = folder.path / MONITOR_DIR
+    out_dir = folder.monitor_dir
     report["files"] = _write_chart(out_dir, spec)
     clock.lap("chart")
     report["timings_s"] = {**clock.laps, "total": round(clock.total(), 3)}
@@ -123,14 +122,14 @@ def reasons(tests: dict, threshold: float) -> list[str]:
 
 def _write_chart(out_dir: Path, spec: dict) -> dict[str, str]:
     """Write the spec and its renderings; returns every file's path, the report's (written last) included."""
-    from graft.bench.report import _render, _renderers
+    from graft.charts import render, renderers
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = _free_stem(out_dir, "drift-" + time.strftime("%Y%m%d-%H%M%S"))
     files = {"json": out_dir / f"{stem}.json", "spec": out_dir / f"{stem}.vl.json"}
     files["spec"].write_text(json.dumps(spec) + "\n")
-    for fmt, render in _renderers().items():
-        files[fmt] = _render(spec, out_dir / f"{stem}.{fmt}", render)
+    for fmt, renderer in renderers().items():
+        files[fmt] = render(spec, out_dir / f"{stem}.{fmt}", renderer)
     return {k: str(p) for k, p in files.items()}
 
 

@@ -6,6 +6,8 @@
     adapter/           the final adapter (PEFT format)
     summary.json       what the run did and how it ended
     train.log          messages printed during the run
+    export/            what `graft export` wrote (merged/, gguf/), unless told elsewhere
+    monitor/           drift reports and charts (`graft monitor drift`)
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class RunFolder:
     adapter = property(lambda self: self.path / "adapter")
     summary = property(lambda self: self.path / "summary.json")
     log_file = property(lambda self: self.path / "train.log")
+    export_dir = property(lambda self: self.path / "export")
+    monitor_dir = property(lambda self: self.path / "monitor")
 
     @staticmethod
     def new_path(cfg: RunConfig) -> Path:
