@@ -1,0 +1,36 @@
+"""The app factory: one FastAPI app around a model pool, with its routers, security and error rendering."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+
+import graft
+from graft.inference.pool import ModelPool
+from graft.server import errors, metrics, openai_api
+from graft.server.metrics import Monitor
+from graft.server.security import require_token
+from graft.server.settings import ServerSettings
+
+DESCRIPTION = """graft's model server: the base model and its adapters behind an OpenAI-compatible API,
+with every request recorded (JSON under /v1/monitor, Prometheus at /metrics).
+
+Once the server has a token, every route but /health wants `Authorization: Bearer TOKEN`."""
+
+
+def create_app(pool: ModelPool, settings: ServerSettings | None = None, monitor: Monitor | None = None) -> FastAPI:
+    settings = settings or ServerSettings.from_env()
+    app = FastAPI(title="graft", version=graft.__version__, description=DESCRIPTION,
+                  max_body_size=settings.max_request_bytes)
+    app.state.pool, app.state.settings = pool, settings
+    app.state.monitor = monitor or Monitor(settings.db)
+    errors.install(app)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness, without a token (load balancers and probes have none)."""
+        return {"status": "ok"}
+
+    guarded = [Depends(require_token)]
+    app.include_router(openai_api.router, dependencies=guarded)
+    app.include_router(metrics.router, dependencies=guarded)
+    return app
