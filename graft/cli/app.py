@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, monitor, quickstart, techniques, train
+from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, monitor, quickstart, serve, techniques, train
 
 app = typer.Typer(
     name="graft",
@@ -25,3 +25,4 @@ app.command("chat")(chat.chat)
 app.command("quickstart")(quickstart.quickstart)
 app.command("estimate")(estimate.estimate)
 app.command("export")(export.export_command)
+app.command("serve")(serve.serve)

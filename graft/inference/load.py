@@ -39,6 +39,29 @@ def load_for_inference(target: str | Path, progress: Progress | None = None, mer
     With `merge`, mergeable adapters are folded into the base (faster generation, no longer switchable).
     """
     from graft.models import load_model
+
+    trained = locate(target)
+    if trained is None:
+        model, tokenizer = load_model(str(target), task="causal-lm", progress=progress)
+        return Loaded(model, tokenizer, False, str(target))
+    run_dir = Path(target) if (Path(target) / "config.yaml").is_file() else None
+    return _load_trained(trained.base, trained.saved, trained.meta, trained.dtype, trained.trust_remote_code, merge,
+                         progress, run_dir)
+
+
+@dataclass
+class Trained:
+    """Where a run or adapter folder keeps its trained part and how its base was loaded."""
+
+    base: str
+    saved: Path
+    meta: dict
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+
+def locate(target: str | Path) -> Trained | None:
+    """The trained part of a run (its adapter, else its latest checkpoint) or adapter folder; None for a model."""
     from graft.techniques.saved import read_meta
     from graft.train.run_folder import RunFolder
 
@@ -46,19 +69,17 @@ def load_for_inference(target: str | Path, progress: Progress | None = None, mer
     if (path / "config.yaml").is_file():
         folder = RunFolder.open(path)
         cfg = folder.load_config()
-        saved = folder.adapter if (folder.adapter / "graft.json").is_file() or (folder.adapter / "adapter_config.json").is_file() else None
-        if saved is None:
+        saved = folder.adapter
+        if not ((saved / "graft.json").is_file() or (saved / "adapter_config.json").is_file()):
             latest = folder.latest_checkpoint()
             if latest is None:
                 raise RunError(f"run {path} has no trained weights and no checkpoint yet")
             saved = latest[1] / "adapter"
-        return _load_trained(cfg.model.name, saved, read_meta(saved), cfg.model.dtype, cfg.model.trust_remote_code, merge, progress, path)
+        return Trained(cfg.model.name, saved, read_meta(saved), cfg.model.dtype, cfg.model.trust_remote_code)
     if (path / "graft.json").is_file() or (path / "adapter_config.json").is_file():
         meta = read_meta(path)
-        base = _base_of(path, meta)
-        return _load_trained(base, path, meta, "float32", False, merge, progress, None)
-    model, tokenizer = load_model(str(target), task="causal-lm", progress=progress)
-    return Loaded(model, tokenizer, False, str(target))
+        return Trained(_base_of(path, meta), path, meta)
+    return None
 
 
 def _base_of(folder: Path, meta: dict) -> str:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from graft.errors import ConfigError, GraftError, ModelNotFoundError, RunError
-from graft.inference.load import _base_of, load_for_inference
+from graft.errors import ConfigError, GraftError, ModelNotFoundError
+from graft.inference.load import Trained, load_for_inference, locate
 from graft.inference.stream import Completion, Reply, stream_reply
 from graft.progress import Progress
 from graft.techniques.technique import Technique
@@ -41,17 +41,6 @@ class ModelInfo:
     technique: str | None
     shared: bool  # runs on the pool's one copy of the base
     note: str = ""  # why it has a model of its own
-
-
-@dataclass
-class _Trained:
-    """Where a run or adapter folder keeps its trained part and how its base was loaded."""
-
-    base: str
-    saved: Path
-    meta: dict
-    dtype: str = "float32"
-    trust_remote_code: bool = False
 
 
 class _Host:
@@ -146,15 +135,15 @@ class ModelPool:
             peft_name = f"adapter_{len(self._entries)}"  # user names may hold dots, which peft's module keys cannot
             note = self._join(peft_name, trained.saved)
             if note is None:
-                entry = _Entry(ModelInfo(name, self.base, str(target), technique, True), self._shared, peft_name)
+                entry = _Entry(ModelInfo(name, self.base, _where(target), technique, True), self._shared, peft_name)
         if note is not None:
             loaded = load_for_inference(target, progress, merge=True).generative()
-            info = ModelInfo(name, loaded.base, str(target), technique, False, note)
+            info = ModelInfo(name, loaded.base, _where(target), technique, False, note)
             entry = _Entry(info, _Host(loaded.model, loaded.tokenizer, switchable=False))
         self._entries[name] = entry
         return entry.info
 
-    def _cannot_share(self, trained: _Trained) -> str | None:
+    def _cannot_share(self, trained: Trained) -> str | None:
         """Why this trained folder cannot join the shared base, or None if it can."""
         from graft.techniques import get_technique
 
@@ -201,28 +190,6 @@ class ModelPool:
 
 
 # --------------------------------------------------------------------------------------------------
-
-
-def locate(target: str | Path) -> _Trained | None:
-    """The trained part of a run or adapter folder (as load_for_inference finds it); None for a plain model."""
-    from graft.techniques.saved import read_meta
-    from graft.train.run_folder import RunFolder
-
-    path = Path(target)
-    if (path / "config.yaml").is_file():
-        folder = RunFolder.open(path)
-        cfg = folder.load_config()
-        saved = folder.adapter
-        if not ((saved / "graft.json").is_file() or (saved / "adapter_config.json").is_file()):
-            latest = folder.latest_checkpoint()
-            if latest is None:
-                raise RunError(f"run {path} has no trained weights and no checkpoint yet")
-            saved = latest[1] / "adapter"
-        return _Trained(cfg.model.name, saved, read_meta(saved), cfg.model.dtype, cfg.model.trust_remote_code)
-    if (path / "graft.json").is_file() or (path / "adapter_config.json").is_file():
-        meta = read_meta(path)
-        return _Trained(_base_of(path, meta), path, meta)
-    return None
 
 
 def open_pool(target: str | Path, adapters: Mapping[str, str | Path] | None = None,
@@ -274,3 +241,9 @@ def _same_model(a: str, b: str) -> bool:
         return resolve(a, download=False).folder.resolve() == resolve(b, download=False).folder.resolve()
     except GraftError:
         return False
+
+
+def _where(target: str | Path) -> str:
+    """A folder as an absolute path (the request log and drift detection match runs by it)."""
+    path = Path(target)
+    return str(path.resolve()) if path.exists() else str(target)

@@ -1,4 +1,4 @@
-"""`graft serve` (through a Typer app of its own until graft's app wires it) and `graft chat --adapter`."""
+"""`graft serve` (through a Typer app holding only it, with uvicorn.run replaced) and `graft chat --adapter`."""
 
 from __future__ import annotations
 
