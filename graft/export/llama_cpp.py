@@ -75,7 +75,7 @@ def logits_fn(gguf_path: Path, n_ctx: int = 1024, threads: int = 2) -> Callable[
     """A function ids -> [len(ids), vocab] float32 logits from llama.cpp running gguf_path."""
     llama_cpp = _llama_cpp()
     try:
-        with _plain_cpu_buffers(llama_cpp):
+        with plain_cpu_buffers(llama_cpp):
             llm = llama_cpp.Llama(
                 model_path=str(gguf_path), logits_all=True, n_ctx=n_ctx, n_threads=threads, verbose=False,
             )
@@ -95,7 +95,7 @@ def logits_fn(gguf_path: Path, n_ctx: int = 1024, threads: int = 2) -> Callable[
 
 
 @contextlib.contextmanager
-def _plain_cpu_buffers(llama_cpp) -> Iterator[None]:
+def plain_cpu_buffers(llama_cpp) -> Iterator[None]:
     """Load weights without llama.cpp's CPU "extra buffer types" (repacked/AMX layouts): with them,
     llama-cpp-python 0.3.36 segfaults on any batch of more than one token for Q8_0/Q4_0 weights
     (measured on this project's Xeon with AMX). Llama() takes no such option, so its default

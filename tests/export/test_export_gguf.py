@@ -267,7 +267,7 @@ def test_llama_cpp_runs_every_writer_quant_and_tokenizes_like_transformers(refer
     for quant in WRITER_QUANTS:
         found = verify.agreement(reference.logits, verify.gguf_logits_llama_cpp(exported(quant)[0]), seqs)
         assert found["top1_match"] >= {"f32": 0.99, "f16": 0.99, "bf16": 0.95, "q8_0": 0.85}.get(quant, 0.2), quant
-    with llama_cpp._plain_cpu_buffers(lib):
+    with llama_cpp.plain_cpu_buffers(lib):
         vocab = lib.Llama(model_path=str(exported("f16")[0]), vocab_only=True, verbose=False)
     try:
         for text in SAMPLES:
