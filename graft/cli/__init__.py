@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
+    # graft draws its own bars; libraries that call tqdm directly (transformers' GGUF loader) stay quiet.
+    # tqdm reads this when it is imported, so it is set before anything imports it.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     from rich.console import Console
 
     from graft.cli.app import app

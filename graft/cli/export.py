@@ -61,8 +61,10 @@ def _folder_of(target: str, output: Optional[Path], fmt: str) -> Path:
 
 
 def _print(results: list[dict], folder: Path) -> None:
-    table = Table("file", "type", "size", "checked with", "next tokens", "top-1 agreement", "max logit diff",
-                  title=f"exported to {folder}")
+    table = Table(title=f"exported to {folder}")
+    table.add_column("file", overflow="fold")
+    for name in ("type", "MiB", "checked by", "tokens", "top-1", "max diff"):
+        table.add_column(name, justify="left" if name in ("type", "checked by") else "right")
     warn = []
     for m in results:
         f = m["files"][0] if m["format"] == "gguf" else {"name": "merged/", "bytes": sum(x["bytes"] for x in m["files"])}
@@ -84,4 +86,4 @@ def _print(results: list[dict], folder: Path) -> None:
 
 
 def _size(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
+    return f"{n / 2**20:,.1f}"

@@ -123,7 +123,7 @@ def _gguf(merged: Path, out: Path, quant: str, source: dict, notes: list[str], s
         if not f16.exists():
             write_gguf(merged, f16, "f16", progress)
         llama_cpp.requantize(f16, path, quant)
-        info = {"quant": quant, "quantized_by": "llama.cpp"}
+        info = {"quant": quant, "quantized_by": "llama.cpp", "tensor_types": _tensor_types(path)}
     checks = []
     if verify and seqs:
         progress.log(f"checking {path.name}: transformers' GGUF loader" + (" and llama.cpp" if llama_cpp.available() else ""))
@@ -135,6 +135,15 @@ def _gguf(merged: Path, out: Path, quant: str, source: dict, notes: list[str], s
     result = manifests.build("gguf", quant, source, [path], checks, notes + extra_notes, {"gguf": info})
     manifests.write(result, path.with_suffix(".json"))
     return result
+
+
+def _tensor_types(path: Path) -> dict[str, int]:
+    """How many tensors of each ggml type a GGUF file holds (llama.cpp mixes types within one quant)."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    return dict(Counter(t.tensor_type.name for t in GGUFReader(path).tensors))
 
 
 def _check_quants(quants: list[str]) -> list[str]:
