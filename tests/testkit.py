@@ -7,8 +7,12 @@ name from any test because pytest puts tests/ on sys.path for that conftest.)
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 
 import torch
 
@@ -63,3 +67,25 @@ def run_graft(*args, cwd=None, pythonpath=None, timeout: float = 300) -> subproc
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run([sys.executable, "-c", "from graft.cli import main; main()", *map(str, args)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def running(app):
+    """`app` under uvicorn on a free port; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -4,14 +4,12 @@ LoRA), served by real uvicorn on a free localhost port in a background thread.""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+
+from testkit import running
 
 TOKEN = "test-token-123"
 
@@ -53,28 +51,6 @@ def served_pool(tuned_run, lora_folder):
     from graft.inference.pool import open_pool
 
     return open_pool(tuned_run, {"alpha": lora_folder})
-
-
-@contextmanager
-def running(app):
-    """`app` under uvicorn on a free port; yields the base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="session")
