@@ -46,6 +46,26 @@ def bert(num_labels: int = 3, layers: int = 2, heads: int = 2):
     )).eval()
 
 
+class Recorder:
+    """A Progress that keeps what it is told: events ("start", task, total), ("advance", task, n, fields),
+    ("finish", task), and the logged lines."""
+
+    def __init__(self):
+        self.logs, self.events = [], []
+
+    def start(self, task, total=None, completed=0):
+        self.events.append(("start", task, total))
+
+    def advance(self, task, n=1, **fields):
+        self.events.append(("advance", task, n, fields))
+
+    def log(self, message):
+        self.logs.append(message)
+
+    def finish(self, task):
+        self.events.append(("finish", task))
+
+
 class StopAfter(NullProgress):
     """Raises KeyboardInterrupt once `steps` training steps are done, as Ctrl-C would: train() then
     checkpoints that step, marks the run interrupted and re-raises."""

@@ -19,7 +19,7 @@ from graft.bench.record import METRICS
 from graft.bench.runner import run_matrix
 from graft.bench.store import Store
 from graft.errors import ConfigError
-from testkit import run_graft
+from testkit import Recorder, run_graft
 
 STEPS = 2
 
@@ -32,25 +32,6 @@ def base_config(model_dir, data) -> dict:
         "train": {"batch_size": 4, "lr": 5e-3, "seed": 0, "threads": 1, "scheduler": "constant",
                   "warmup_ratio": 0.0, "max_steps": STEPS},
     }
-
-
-class Recorder:
-    """A Progress that keeps what the runner tells it."""
-
-    def __init__(self):
-        self.logs, self.events = [], []
-
-    def start(self, task, total=None, completed=0):
-        self.events.append(("start", task, total))
-
-    def advance(self, task, n=1, **fields):
-        self.events.append(("advance", task, fields))
-
-    def log(self, message):
-        self.logs.append(message)
-
-    def finish(self, task):
-        self.events.append(("finish", task))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +64,7 @@ def test_crashing_cell_fails_and_the_others_complete(bench):
     assert failed["metrics"] is None and failed["trace"] == []
     assert all(r["error"] is None for r in records[:2])
     # the progress heard about every cell, the failure with its reason
-    cells = [e[2]["cell"] for e in bench["progress"].events if e[:2] == ("advance", "cells")]
+    cells = [e[3]["cell"] for e in bench["progress"].events if e[:2] == ("advance", "cells")]
     assert len(cells) == 3 and cells[0].endswith(" ok") and cells[1].endswith(" ok")
     assert "FAILED: exit 1" in cells[2] and "data file not found" in cells[2]
     # and the child's training steps were relayed

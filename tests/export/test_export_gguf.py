@@ -18,6 +18,7 @@ import graft.export.gguf_writer as gguf_writer
 from graft.errors import ConfigError
 from graft.export import llama_cpp, verify
 from graft.export.gguf_writer import WRITER_QUANTS, write_gguf
+from testkit import Recorder
 
 SAMPLES = [
     "What colour is the apple?",
@@ -191,25 +192,9 @@ def test_rows_that_do_not_fit_a_block_fall_back_and_an_untied_head_is_written(ti
 
 
 def test_progress_counts_every_tensor(tiny_model_dir, tmp_path):
-    class Record:
-        def __init__(self):
-            self.events = []
-
-        def start(self, task, total=None, completed=0):
-            self.events.append(("start", task, total))
-
-        def advance(self, task, n=1, **fields):
-            self.events.append(("advance", task, n))
-
-        def log(self, message):
-            pass
-
-        def finish(self, task):
-            self.events.append(("finish", task, None))
-
-    progress = Record()
+    progress = Recorder()
     info = write_gguf(tiny_model_dir, tmp_path / "m.gguf", "f16", progress)
-    assert progress.events == [("start", "gguf", info["tensors"])] + [("advance", "gguf", 1)] * info["tensors"] + [("finish", "gguf", None)]
+    assert progress.events == [("start", "gguf", info["tensors"])] + [("advance", "gguf", 1, {})] * info["tensors"] + [("finish", "gguf")]
 
 
 def test_a_failed_write_leaves_no_file(tiny_model_dir, tmp_path, monkeypatch):

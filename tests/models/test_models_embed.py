@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from graft.models.embed import Embedder
+from testkit import Recorder
 
 TEXTS = ["What colour is the apple?", "Tell me the colour of an apple.", "How do I sort a list in Python?",
          "Which colour does a banana have?", "The stock market fell sharply on Monday.", "To be, or not to be"]
@@ -45,29 +46,13 @@ def test_empty_input_and_progress(embedder):
     assert embedder.encode([]).shape == (0, embedder.dim)
     assert embedder.count_tokens([]).shape == (0,)
 
-    class Recorder:
-        def __init__(self):
-            self.events = []
-
-        def start(self, task, total=None, completed=0):
-            self.events.append(("start", task, total))
-
-        def advance(self, task, n=1, **fields):
-            self.events.append(("advance", task, n))
-
-        def log(self, message):
-            pass
-
-        def finish(self, task):
-            self.events.append(("finish", task))
-
     rec = Recorder()
     embedder.batch_size = 4
     try:
         embedder.encode(TEXTS, progress=rec)
     finally:
         embedder.batch_size = 64
-    assert rec.events == [("start", "embed", 6), ("advance", "embed", 4), ("advance", "embed", 2), ("finish", "embed")]
+    assert rec.events == [("start", "embed", 6), ("advance", "embed", 4, {}), ("advance", "embed", 2, {}), ("finish", "embed")]
 
 
 def test_count_tokens_is_untruncated(embedder):
