@@ -185,6 +185,13 @@ def private_graft_home(_private_graft_home) -> Path:
     return _PRIVATE_HOME[-1]
 
 
+@pytest.fixture(scope="session")
+def real_graft_home(_private_graft_home) -> str | None:
+    """The user's GRAFT_HOME (None: the default ~/.cache/graft). Module fixtures of slow tests need it:
+    they are set up before the function-scoped fixture below points GRAFT_HOME there."""
+    return None if _private_graft_home is _UNSET else _private_graft_home
+
+
 @pytest.fixture(autouse=True)
 def _graft_home_for_slow_tests(request, _private_graft_home, monkeypatch):
     """Tests marked slow use the real cache (~/.cache/graft or the user's GRAFT_HOME)."""
