@@ -34,7 +34,11 @@ class DataRowError(DataError):
         )
 
 
-class ModelNotFoundError(GraftError):
+class NotFoundError(GraftError):
+    """Something named by the user (a model, job, dataset, run) does not exist."""
+
+
+class ModelNotFoundError(NotFoundError):
     """A model name, path or Hub id cannot be resolved."""
 
 

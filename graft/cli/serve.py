@@ -13,8 +13,9 @@ out = Console(stderr=True)
 
 
 def serve(
-    model: str = typer.Argument(..., help="base model (catalog name, folder, .gguf, Hub id), or a run folder: "
-                                "its base plus its adapter, named after the folder"),
+    model: Optional[str] = typer.Argument(None, help="base model (catalog name, folder, .gguf, Hub id), or a run "
+                                          "folder: its base plus its adapter, named after the folder; none: the "
+                                          "default base loads at the first chat request"),
     adapter: list[str] = typer.Option([], "--adapter", "-a", help="NAME=PATH: serve this run/adapter folder as "
                                       "model NAME too (repeatable); peft adapters on the same base share it"),
     host: str = typer.Option("127.0.0.1", help="address to listen on; anything beyond localhost needs a token"),
@@ -29,6 +30,7 @@ def serve(
     import uvicorn
 
     from graft.cli.progress import RichProgress
+    from graft.errors import ConfigError
     from graft.inference.pool import open_pool, parse_adapters
     from graft.server import ServerSettings, create_app
     from graft.server.security import check_bind
@@ -36,9 +38,14 @@ def serve(
     settings = ServerSettings(host=host, port=port, token=token, log_prompts=not no_log_prompts, db=db)
     check_bind(settings)  # before minutes of loading
     adapters = parse_adapters(adapter)
-    with RichProgress(out) as progress:
-        pool = open_pool(model, adapters, progress)
-    out.print(pool.describe(), highlight=False)
-    out.print(f"serving {', '.join(m.id for m in pool.models())} at http://{host}:{port}/v1 "
-              f"(docs at /docs{', token required' if settings.token else ''})", highlight=False)
+    if model is None and adapters:
+        raise ConfigError("--adapter needs a MODEL to attach to", hint="graft serve BASE --adapter NAME=PATH")
+    pool = None
+    if model is not None:
+        with RichProgress(out) as progress:
+            pool = open_pool(model, adapters, progress)
+        out.print(pool.describe(), highlight=False)
+    served = ", ".join(m.id for m in pool.models()) if pool else f"{settings.default_model} (loaded at the first chat)"
+    out.print(f"serving {served} at http://{host}:{port}/v1 (docs at /docs{', token required' if settings.token else ''})",
+              highlight=False)
     uvicorn.run(create_app(pool, settings), host=host, port=port, log_level="info")

@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI
 
 import graft
 from graft.inference.pool import ModelPool
-from graft.server import errors, metrics, openai_api
+from graft.server import errors, metrics, openai_api, serving_api
 from graft.server.metrics import Monitor
 from graft.server.security import require_token
 from graft.server.settings import ServerSettings
@@ -17,7 +17,7 @@ with every request recorded (JSON under /v1/monitor, Prometheus at /metrics).
 Once the server has a token, every route but /health wants `Authorization: Bearer TOKEN`."""
 
 
-def create_app(pool: ModelPool, settings: ServerSettings | None = None, monitor: Monitor | None = None) -> FastAPI:
+def create_app(pool: ModelPool | None = None, settings: ServerSettings | None = None, monitor: Monitor | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     app = FastAPI(title="graft", version=graft.__version__, description=DESCRIPTION,
                   max_body_size=settings.max_request_bytes)
@@ -33,4 +33,5 @@ def create_app(pool: ModelPool, settings: ServerSettings | None = None, monitor:
     guarded = [Depends(require_token)]
     app.include_router(openai_api.router, dependencies=guarded)
     app.include_router(metrics.router, dependencies=guarded)
+    app.include_router(serving_api.router, dependencies=guarded)
     return app

@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from graft.errors import ConfigError, GraftError, ModelNotFoundError
+from graft.errors import ConfigError, DataError, GraftError, ModelNotFoundError, NotFoundError, OfflineError
 
 log = logging.getLogger("graft.server")
 
 TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
-         422: "invalid_request_error", 500: "server_error"}
-CODES = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large"}
+         422: "invalid_request_error", 500: "server_error", 503: "server_error"}
+CODES = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large", 503: "unavailable"}
 
 
 class BadRequest(ConfigError):
@@ -46,8 +46,12 @@ def body(status: int, message: str, param: str | None = None, code: str | None =
     return ErrorBody(error=detail).model_dump()
 
 
+# the most specific class first; any other GraftError is the client's to fix: 400
+STATUS = ((NotFoundError, 404), (DataError, 422), (OfflineError, 503))
+
+
 def graft_status(e: GraftError) -> int:
-    return 404 if isinstance(e, ModelNotFoundError) else 400
+    return next((code for cls, code in STATUS if isinstance(e, cls)), 400)
 
 
 def graft_body(e: GraftError) -> dict:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,8 +12,17 @@ from graft.inference.pool import ModelPool
 from graft.server.settings import ServerSettings
 
 
+_LOADING = threading.Lock()
+
+
 def _pool(request: Request) -> ModelPool:
-    return request.app.state.pool
+    """The app's pool; a server started without a model loads its default base at the first request."""
+    state = request.app.state
+    if state.pool is None:
+        with _LOADING:
+            if state.pool is None:
+                state.pool = ModelPool(state.settings.default_model)
+    return state.pool
 
 
 def _settings(request: Request) -> ServerSettings:
