@@ -31,6 +31,7 @@ TASK = "graft.run_job"
 QUEUE = "graft"
 log = logging.getLogger("graft.jobs")
 _APPS: dict[str, Any] = {}
+_ACTIVE: set = set()  # the WorkerPools running a job right now, stopped when the worker shuts down
 
 
 def _celery():
@@ -96,8 +97,19 @@ def run_job(job_id: str, db: str, runs_root: str | Path) -> str | None:
         log.info("ring for job %s: nothing queued (already taken or cancelled)", job_id)
         return None
     pool.runs_root.mkdir(parents=True, exist_ok=True)
-    pool._run(next(_SLOTS), job.id)  # TODO: a public "run one claimed job" hook in graft/jobs/worker.py
+    _ACTIVE.add(pool)
+    try:
+        pool._run(next(_SLOTS), job.id)  # TODO: a public "run one claimed job" hook in graft/jobs/worker.py
+    finally:
+        _ACTIVE.discard(pool)
     return job.id
+
+
+def _interrupt_running(**_) -> None:
+    # a warm shutdown would wait out hours of training: interrupt instead (a train job checkpoints
+    # and goes back to the queue; the next worker to start rings for it)
+    for pool in list(_ACTIVE):
+        pool.stop(timeout=0)
 
 
 def ring_for_queued(store: JobStore, app) -> int:
@@ -129,6 +141,7 @@ def run_worker(broker: str | None = None, db: str | Path | None = None, concurre
         log.warning("job %s %s: %s", r["id"], r["action"], r["reason"])
     rung = ring_for_queued(store, app)
     log.warning("graft worker: %d queued job(s) announced; jobs in %s", rung, app.conf.graft_runs_root)
+    _celery().signals.worker_shutting_down.connect(_interrupt_running, weak=False)
     threading.Thread(target=_recover_loop, args=(store, app, stop, stale_after_s), daemon=True,
                      name="graft-recover").start()
     # threads: each slot only waits on its job's child process, so no process pool is needed
