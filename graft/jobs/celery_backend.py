@@ -151,3 +151,16 @@ def run_worker(broker: str | None = None, db: str | Path | None = None, concurre
                          "--without-gossip", "--without-mingle"])
     finally:
         stop.set()
+
+
+def ping(broker: str | None = None, timeout: float = 3.0) -> list[str]:
+    """Names of this host's graft workers that answer through the broker (the container healthcheck)."""
+    replies = make_app(broker).control.ping(timeout=timeout)
+    mine = f"graft@{socket.gethostname()}:"
+    return [name for reply in replies for name in reply if name.startswith(mine)]
+
+
+if __name__ == "__main__":  # `python -m graft.jobs.celery_backend ping`: exit 0 when a worker here answers
+    import sys
+
+    raise SystemExit(0 if sys.argv[1:] == ["ping"] and ping() else 1)

@@ -60,6 +60,16 @@ def start_worker(broker: str, db: str, runs_root: Path, log: Path) -> subprocess
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def healthy(broker: str, tries: int = 20) -> bool:
+    """The container healthcheck: this host's worker answers a ping through Redis (it may still be starting)."""
+    ping = [sys.executable, "-m", "graft.jobs.celery_backend", "ping"]
+    for _ in range(tries):
+        if subprocess.run(ping, env={**os.environ, "GRAFT_BROKER_URL": broker}, capture_output=True, timeout=30).returncode == 0:
+            return True
+        time.sleep(1)
+    return False
+
+
 def wait_finished(store, job_id: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -107,6 +117,7 @@ def test_worker_runs_jobs_from_redis(redis_url, postgres_url, tiny_model_dir, tm
     runs, log = tmp_path / "runs", tmp_path / "worker.log"
     worker = start_worker(redis_url, postgres_url, runs, log)
     try:
+        assert healthy(redis_url), log.read_text()[-3000:]
         statuses = [wait_finished(store, job.id, 90) for job in (first, second)]
         assert statuses == ["completed", "completed"], log.read_text()[-3000:]
     finally:
