@@ -133,3 +133,41 @@ def test_worker_runs_jobs_from_redis(redis_url, postgres_url, tiny_model_dir, tm
     assert metrics, "the training loss never reached the job's events"
     assert (runs / "celery-b" / "adapter").is_dir()
     assert worker.returncode is not None
+
+
+def test_stopped_worker_requeues_and_next_worker_resumes(redis_url, postgres_url, tiny_model_dir, tmp_path, helpers):
+    """SIGTERM (docker stop) while a training job runs: it checkpoints and goes back to the queue;
+    a worker started later announces it and resumes it from that checkpoint."""
+    from graft.jobs import JobStore
+    from graft.jobs.celery_backend import enqueue
+    from graft.jobs.store import resumable
+
+    data = tmp_path / "toy.json"
+    data.write_text(json.dumps(helpers.toy_rows()))
+    store = JobStore(postgres_url)
+    spec = helpers.tiny_config(tiny_model_dir, data, tmp_path / "ignored", **{
+        "train.max_steps": 400, "checkpoint.every": 5, "run_name": "celery-resume"}).model_dump(mode="json")
+    job = store.submit("train", spec)
+    enqueue(job.id, redis_url)
+    runs = tmp_path / "runs"
+
+    worker = start_worker(redis_url, postgres_url, runs, tmp_path / "worker1.log")
+    try:
+        deadline = time.monotonic() + 60
+        while not resumable(store.get(job.id)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.get(job.id).status == "running" and resumable(store.get(job.id)), (tmp_path / "worker1.log").read_text()[-3000:]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    stopped = store.get(job.id)
+    assert stopped.status == "queued", (stopped, (tmp_path / "worker1.log").read_text()[-3000:])
+
+    worker = start_worker(redis_url, postgres_url, runs, tmp_path / "worker2.log")
+    try:
+        assert wait_finished(store, job.id, 90) == "completed", (tmp_path / "worker2.log").read_text()[-3000:]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    done = store.get(job.id)
+    assert done.result["resumed"] is True and done.attempts == 2
