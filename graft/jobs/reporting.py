@@ -1,6 +1,7 @@
 """JobProgress: graft's Progress interface written into a job's rows.
 
-Progress goes to the job's `progress` column and a `progress` event at most every `every_s`
+Progress (the current task's {task, completed, total, loss, ...} plus every task's under `tasks`)
+goes to the job's `progress` column and a `progress` event at most every `every_s`
 seconds (a training step can be far quicker than a database write); every log line is a `log`
 event, and every row a training run appends to its metrics.jsonl is a `metric` event, so a loss
 chart can be drawn from the events alone.
@@ -19,21 +20,23 @@ from graft.jobs.store import JobStore
 class JobProgress:
     def __init__(self, store: JobStore, job_id: str, metrics_file: str | Path | None = None, every_s: float = 0.5):
         self.store, self.job_id, self.every_s = store, job_id, every_s
-        self.state: dict[str, Any] = {}
+        self.tasks: dict[str, dict[str, Any]] = {}  # every task seen: a final eval must not hide the training
+        self.current: str | None = None
         self._last_write = 0.0
         self._metrics = Path(metrics_file) if metrics_file else None
         # rows already there were reported by an earlier attempt
         self._offset = self._metrics.stat().st_size if self._metrics and self._metrics.is_file() else 0
 
     def start(self, task: str, total: int | None = None, completed: int = 0) -> None:
-        self.state = {"task": task, "completed": completed, "total": total}
+        self.current = task
+        self.tasks[task] = {"task": task, "completed": completed, "total": total}
         self._write(force=True)
 
     def advance(self, task: str, n: int = 1, **fields: Any) -> None:
-        if self.state.get("task") != task:
-            self.state = {"task": task, "completed": 0, "total": None}
-        self.state["completed"] += n
-        self.state.update(fields)
+        self.current = task
+        state = self.tasks.setdefault(task, {"task": task, "completed": 0, "total": None})
+        state["completed"] += n
+        state.update((k, v) for k, v in fields.items() if _plain(v))
         self._write()
 
     def log(self, message: str) -> None:
@@ -46,7 +49,7 @@ class JobProgress:
         self._tail_metrics()
         if force or time.monotonic() - self._last_write >= self.every_s:
             self._last_write = time.monotonic()
-            snapshot = {k: v for k, v in self.state.items() if _plain(v)}
+            snapshot = {**self.tasks.get(self.current, {}), "tasks": self.tasks}
             self.store.add_event(self.job_id, "progress", snapshot, progress=snapshot)
 
     def _tail_metrics(self) -> None:

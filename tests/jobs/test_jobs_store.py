@@ -178,7 +178,7 @@ def test_job_progress_throttles_and_reports_metric_rows(store, tmp_path):
     assert kinds.count("progress") == 2  # start and finish; the advances were throttled
     assert [e["payload"]["step"] for e in store.events(job.id, kind="metric")] == list(range(2, 12))
     assert store.events(job.id, kind="log")[0]["payload"] == {"message": "hello"}
-    assert store.get(job.id).progress == {"task": "train", "completed": 10, "total": 100, "loss": 1 / 11,
-                                          "tokens_per_s": 100.0}
+    train = {"task": "train", "completed": 10, "total": 100, "loss": 1 / 11, "tokens_per_s": 100.0}
+    assert store.get(job.id).progress == {**train, "tasks": {"train": train}}
     seqs = [e["seq"] for e in store.events(job.id)]
     assert store.events(job.id, after=seqs[-2]) == store.events(job.id)[-1:]
