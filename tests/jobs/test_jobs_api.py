@@ -1,0 +1,113 @@
+"""/api/jobs over real HTTP (uvicorn in a thread, workers in child processes): submit -> SSE
+progress to completion -> adapter zip; typed errors; cancel; logs; list filters."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from graft.server import errors, jobs_api
+from graft.server.jobs_service import JobService
+from graft.server.settings import ServerSettings
+from testkit import running
+
+
+@contextmanager
+def served(db, runs_root, workers=1):
+    app = FastAPI()
+    errors.install(app)
+    app.include_router(jobs_api.router)
+    app.state.jobs = JobService(ServerSettings(db=db, workers=workers, runs_root=str(runs_root)))
+    app.state.jobs.start()
+    try:
+        with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+            yield client
+    finally:
+        app.state.jobs.stop()
+
+
+def sse(client, path, headers=None) -> list[dict]:
+    """Every event of the stream until the server ends it: [{id, event, data}]."""
+    out, current = [], {}
+    with client.stream("GET", path, headers=headers or {}, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if not line:
+                if current:
+                    out.append(current)
+                current = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                current[key] = json.loads(value) if key == "data" else value
+    return out
+
+
+def test_train_job_streams_progress_completes_and_adapter_downloads(db, runs_root, train_spec):
+    with served(db, runs_root) as client:
+        r = client.post("/api/jobs", json={"kind": "train", "spec": train_spec(**{"train.max_steps": 30})})
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["status"] == "queued" and job["kind"] == "train"
+
+        events = sse(client, f"/api/jobs/{job['id']}/events")
+        kinds = {e["event"] for e in events}
+        assert {"status", "progress", "metric", "log"} <= kinds
+        assert events[-1]["event"] == "status" and events[-1]["data"]["status"] == "completed"
+        assert [int(e["id"]) for e in events] == sorted(int(e["id"]) for e in events)
+        losses = [e["data"]["loss"] for e in events if e["event"] == "metric" and e["data"]["type"] == "train"]
+        assert len(losses) == 30
+        assert any(e["event"] == "progress" and e["data"].get("task") == "train" for e in events)
+
+        # resuming the stream after an event gives the rest only
+        tail = sse(client, f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": events[-3]["id"]})
+        assert [e["id"] for e in tail] == [e["id"] for e in events[-2:]]
+        assert [e["id"] for e in sse(client, f"/api/jobs/{job['id']}/events?after={events[-2]['id']}")] == [events[-1]["id"]]
+
+        got = client.get(f"/api/jobs/{job['id']}").json()
+        assert got["status"] == "completed" and got["result"]["summary"]["steps"] == 30
+        r = client.get(f"/api/jobs/{job['id']}/artifacts/adapter")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+        names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= set(names)
+
+        logs = client.get(f"/api/jobs/{job['id']}/logs").json()
+        assert any(e["payload"]["message"].startswith("run folder") for e in logs)
+        assert [j["id"] for j in client.get("/api/jobs?status=completed&kind=train").json()] == [job["id"]]
+        assert client.get("/api/jobs?kind=export").json() == []
+        r = client.post(f"/api/jobs/{job['id']}/cancel")
+        assert r.status_code == 400 and "completed already" in r.json()["error"]["message"]
+
+
+def test_errors_and_cancel_of_a_queued_job(db, runs_root, train_spec):
+    with served(db, runs_root, workers=0) as client:  # no workers: jobs stay queued
+        bad = train_spec()
+        bad["train"]["batch_size"] = 0
+        r = client.post("/api/jobs", json={"kind": "train", "spec": bad})
+        assert r.status_code == 400 and "batch_size" in r.json()["error"]["message"]
+        assert client.get("/api/jobs").json() == []  # nothing was queued
+        assert client.post("/api/jobs", json={"kind": "dance", "spec": {}}).status_code == 422
+        assert client.get("/api/jobs?status=lost").status_code == 422
+        for path in ("/api/jobs/nope", "/api/jobs/nope/logs", "/api/jobs/nope/events", "/api/jobs/nope/artifacts/adapter"):
+            r = client.get(path)
+            assert r.status_code == 404 and "nope" in r.json()["error"]["message"], path
+        assert client.post("/api/jobs/nope/cancel").status_code == 404
+
+        job = client.post("/api/jobs", json={"kind": "train", "spec": train_spec()}).json()
+        assert client.get(f"/api/jobs/{job['id']}/artifacts/adapter").status_code == 409
+        r = client.post(f"/api/jobs/{job['id']}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        events = sse(client, f"/api/jobs/{job['id']}/events")  # a finished job's stream ends at once
+        assert [e["data"]["status"] for e in events] == ["queued", "cancelled"]
+
+
+@pytest.mark.parametrize("spec", [{"run": "x", "out": "/tmp"}, {"run": "../x"}])
+def test_export_spec_cannot_name_a_path(db, runs_root, spec):
+    with served(db, runs_root, workers=0) as client:
+        r = client.post("/api/jobs", json={"kind": "export", "spec": spec})
+        assert r.status_code == 400, r.text
