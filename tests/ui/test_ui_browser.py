@@ -24,10 +24,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 TOKEN = "ui-test-token"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
 
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright not installed (pip install playwright)"),
-]
+no_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+no_playwright = pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
+                                   reason="playwright not installed (pip install playwright)")
 
 
 def _api_paths(app) -> set[str]:
@@ -99,6 +98,8 @@ def page(browser):
     assert not errors, f"JavaScript errors in the page: {errors}"
 
 
+@no_chromium
+@no_playwright
 def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
     from playwright.sync_api import expect
 
@@ -169,3 +170,31 @@ def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
     expect(reply).to_have_count(1, timeout=30_000)
     assert reply.inner_text().strip(), "the assistant's reply is empty"
     page.screenshot(path=str(SCREENSHOTS / "ui-chat.png"), full_page=True)
+
+    # every other page loads without a script error (and says so when its API route is missing)
+    for name, heading in [("models", "Models"), ("jobs", "Jobs"), ("benchmarks", "Benchmarks")]:
+        page.goto(f"{url}/ui/#/{name}")
+        expect(page.locator("main h1")).to_have_text(heading)
+        expect(page.locator("main")).not_to_contain_text("Loading…")
+        if name == "jobs":
+            expect(page.locator("main table tbody tr")).to_have_count(1)
+            expect(page.locator("main table .badge")).to_have_text("completed")
+
+
+def test_ui_files_stay_in_their_folder():
+    """The router serves the UI folder and the Vega bundle, nothing beside them, without a token."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from graft.server import ui_routes
+
+    app = FastAPI()
+    app.include_router(ui_routes.router)
+    client = TestClient(app)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/ui/"
+    index = client.get("/ui/")
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html") and "app.js" in index.text
+    assert client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert "window.vegaEmbed" in client.get("/ui/vendor/vega.js").text
+    for sneaky in ["/ui/../ui_routes.py", "/ui/%2e%2e/ui_routes.py", "/ui/..%2fui_routes.py", "/ui//etc/passwd", "/ui/missing.js"]:
+        assert client.get(sneaky).status_code == 404, sneaky
