@@ -4,6 +4,7 @@ the workers is killed -9 mid-run, the next start resumes the job from its checkp
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,6 +55,24 @@ def test_two_jobs_with_concurrency_one_run_one_after_another(db, pool, train_spe
     assert train["completed"] == train["total"] == 10 and "loss" in train
     statuses = [e["payload"]["status"] for e in store.events(job.id, kind="status")]
     assert statuses == ["queued", "running", "completed"]
+
+
+def test_evaluate_export_and_benchmark_jobs_run_on_a_train_job(db, pool, train_spec, wait):
+    store = JobStore(db)
+    trained = store.submit("train", train_spec(**{"run_name": "colours"}))
+    evaluated = store.submit("evaluate", {"run": trained.id, "limit": 4, "max_new_tokens": 4})
+    exported = store.submit("export", {"run": "colours", "verify": False})
+    base = train_spec(**{"train.max_steps": 2})
+    bench = store.submit("benchmark", {k: v for k, v in base.items() if k not in ("output_dir", "run_name")}
+                         | {"name": "tiny", "matrix": {"technique.r": [4]}})
+    pool()
+    done = [wait(store, j.id, lambda j: j.status not in ("queued", "running"), 300)
+            for j in (trained, evaluated, exported, bench)]
+    assert [j.status for j in done] == ["completed"] * 4, [j.error for j in done]
+    assert done[0].run_dir.endswith("/colours")
+    assert "perplexity" in json.dumps(done[1].result["tuned"])
+    assert (RunFolder(done[0].run_dir).export_dir / "merged" / "config.json").is_file()
+    assert done[3].result["cells"] == done[3].result["completed"] == 1
 
 
 def test_cancel_running_train_job_keeps_a_checkpoint(db, pool, train_spec, wait):
