@@ -172,7 +172,7 @@ def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
     page.screenshot(path=str(SCREENSHOTS / "ui-chat.png"), full_page=True)
 
     # every other page loads without a script error (and says so when its API route is missing)
-    for name, heading in [("models", "Models"), ("jobs", "Jobs"), ("benchmarks", "Benchmarks")]:
+    for name, heading in [("models", "Models"), ("datasets", "Datasets"), ("jobs", "Jobs"), ("benchmarks", "Benchmarks")]:
         page.goto(f"{url}/ui/#/{name}")
         expect(page.locator("main h1")).to_have_text(heading)
         expect(page.locator("main")).not_to_contain_text("Loading…")
