@@ -37,22 +37,24 @@ def _api_paths(app) -> set[str]:
 
 
 def _complete(app, settings):
-    """The routers the UI needs that create_app does not include yet (the lead wires them there)."""
+    """The routers the UI needs that create_app does not include yet (the lead wires them there);
+    returns the app and the JobService this function made (None: create_app runs its own)."""
     from fastapi import Depends
 
     from graft.server import ui_routes
     from graft.server.security import require_token
 
+    service = None
     if "/api/jobs" not in _api_paths(app):
         from graft.server import jobs_api
         from graft.server.jobs_service import JobService
 
-        app.state.jobs = JobService(settings)
+        app.state.jobs = service = JobService(settings)
         app.include_router(jobs_api.router, dependencies=[Depends(require_token)])
     routers = [getattr(route, "original_router", route) for route in app.routes]
     if ui_routes.router not in routers and "/ui/{path:path}" not in {getattr(r, "path", None) for r in routers}:
         app.include_router(ui_routes.router)
-    return app
+    return app, service
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +65,22 @@ def site(tiny_model_dir, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ui")
     # job children inherit this: two threads on a model this small only add waiting
+    threads = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     settings = ServerSettings(token=TOKEN, db=str(tmp / "graft.db"), runs_root=str(tmp / "runs"),
                               datasets_dir=str(tmp / "datasets"), workers=1)
-    app = _complete(create_app(open_pool(str(tiny_model_dir)), settings), settings)
-    jobs = getattr(app.state, "jobs", None)
-    if jobs is not None and not getattr(jobs, "_started_by_lifespan", False):
+    app, jobs = _complete(create_app(open_pool(str(tiny_model_dir)), settings), settings)
+    if jobs is not None:
         jobs.start()
     paths = _api_paths(app)
     with running(app) as url:
         yield url, tmp, paths
     if jobs is not None:
         jobs.stop()
+    if threads is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = threads
 
 
 @pytest.fixture(scope="module")
