@@ -77,14 +77,16 @@ def enqueue(job_id: str, broker: str | None = None) -> None:
 
 def _run_job_task(task, job_id: str) -> str | None:
     conf = task.app.conf
-    return run_job(job_id, conf.graft_db, conf.graft_runs_root)
+    return run_job(job_id, conf.graft_db, conf.graft_runs_root,
+                   ring=lambda again: task.app.send_task(TASK, args=[again], queue=QUEUE))
 
 
 _SLOTS = itertools.count()
 
 
-def run_job(job_id: str, db: str, runs_root: str | Path) -> str | None:
+def run_job(job_id: str, db: str, runs_root: str | Path, ring=None) -> str | None:
     """Claim a queued job and run it to its end in a child process; returns the id run, None if none waited.
+    `ring(job_id)` announces the job again when it went back to the queue (its worker stopping, say).
 
     The store claims the oldest queued job, which is `job_id` unless an earlier ring is still on
     its way: every queued job has a ring of its own, so each still runs once, in order.
@@ -102,6 +104,8 @@ def run_job(job_id: str, db: str, runs_root: str | Path) -> str | None:
         pool._run(next(_SLOTS), job.id)  # TODO: a public "run one claimed job" hook in graft/jobs/worker.py
     finally:
         _ACTIVE.discard(pool)
+    if ring is not None and pool.store.get(job.id).status == "queued":
+        ring(job.id)  # another worker may take it up at once, rather than at the next worker start
     return job.id
 
 

@@ -139,7 +139,6 @@ def test_stopped_worker_requeues_and_next_worker_resumes(redis_url, postgres_url
     """SIGTERM (docker stop) while a training job runs: it checkpoints and goes back to the queue;
     a worker started later announces it and resumes it from that checkpoint."""
     from graft.jobs import JobStore
-    from graft.jobs.celery_backend import enqueue
     from graft.jobs.store import resumable
 
     data = tmp_path / "toy.json"
@@ -147,8 +146,11 @@ def test_stopped_worker_requeues_and_next_worker_resumes(redis_url, postgres_url
     store = JobStore(postgres_url)
     spec = helpers.tiny_config(tiny_model_dir, data, tmp_path / "ignored", **{
         "train.max_steps": 400, "checkpoint.every": 5, "run_name": "celery-resume"}).model_dump(mode="json")
+    import redis
+
+    queue = redis.Redis.from_url(redis_url)
+    queue.delete("graft")  # nothing left from earlier tests: the only ring is the worker's own at start
     job = store.submit("train", spec)
-    enqueue(job.id, redis_url)
     runs = tmp_path / "runs"
 
     worker = start_worker(redis_url, postgres_url, runs, tmp_path / "worker1.log")
@@ -162,6 +164,7 @@ def test_stopped_worker_requeues_and_next_worker_resumes(redis_url, postgres_url
         worker.wait(60)
     stopped = store.get(job.id)
     assert stopped.status == "queued", (stopped, (tmp_path / "worker1.log").read_text()[-3000:])
+    assert queue.llen("graft") == 1  # announced again, for any worker still up
 
     worker = start_worker(redis_url, postgres_url, runs, tmp_path / "worker2.log")
     try:
