@@ -72,9 +72,11 @@ class WorkerPool:
             if job is None:
                 self._stop.wait(self.poll_s)
                 continue
-            self._run(index, job.id)
+            self.run_claimed(job.id, index)
 
-    def _run(self, index: int, job_id: str) -> None:
+    def run_claimed(self, job_id: str, slot: int = 0) -> None:
+        """Run a job this process claimed (store.claim) in a child process, to its end; a child that
+        dies without reporting fails the job with its exit code. (Other backends, Celery say, use this.)"""
         logs = self.runs_root / ".job-logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = logs / f"{job_id}.log"
@@ -82,7 +84,7 @@ class WorkerPool:
             child = subprocess.Popen([sys.executable, "-m", "graft.jobs.run_one", job_id, "--db", self.url,
                                       "--runs-root", str(self.runs_root)], stdout=sink, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            self._children[index] = child
+            self._children[slot] = child
             if self._stop.is_set():  # stop() ran between the claim and the start
                 child.send_signal(signal.SIGTERM)
             code = child.wait()
@@ -92,6 +94,9 @@ class WorkerPool:
             self.store.add_event(job_id, "log", {"message": tail})
             self.store.finish(job_id, "failed", error=f"the job process exited with code {code} before it finished"
                               f"{' (killed by signal ' + str(-code) + ')' if code < 0 else ''}", worker=job.worker)
+
+    def _run(self, index: int, job_id: str) -> None:  # the name graft.jobs.celery_backend used first
+        self.run_claimed(job_id, index)
 
     def _recover_loop(self, _index: int) -> None:
         while not self._stop.wait(max(1.0, self.stale_after_s / 3)):
