@@ -50,7 +50,10 @@ def validate(kind: str, spec: Any) -> dict:
     if kind == "benchmark":
         from graft.bench.matrix import Matrix
 
-        Matrix.from_dict(spec, source="benchmark spec").expand()  # validates every cell's config
+        try:
+            Matrix.from_dict(spec, source="benchmark spec").expand()  # validates every cell's config
+        except (TypeError, ValueError, AttributeError) as e:  # shapes the matrix reader does not name
+            raise ConfigError(f"benchmark spec: {e}") from None
         return spec
     model = {"evaluate": EvaluateSpec, "export": ExportSpec}[kind]
     try:
