@@ -88,6 +88,17 @@ def test_cancel_running_train_job_keeps_a_checkpoint(db, pool, train_spec, wait)
     assert folder.read_summary()["status"] == "interrupted"
 
 
+def test_stopping_the_pool_requeues_a_train_job_at_its_checkpoint(db, pool, train_spec, wait):
+    store = JobStore(db)
+    job = store.submit("train", train_spec(**{"train.max_steps": 5000}))
+    workers = pool()
+    wait(store, job.id, lambda j: _steps(j) >= 3, 90, "training steps")
+    workers.stop()
+    job = store.get(job.id)
+    assert job.status == "queued" and RunFolder(job.run_dir).latest_checkpoint() is not None
+    assert "pool is stopping" in store.events(job.id, kind="status")[-1]["payload"]["reason"]
+
+
 def test_a_crashed_job_process_fails_with_a_reason_and_the_pool_goes_on(db, pool, train_spec, wait):
     store = JobStore(db)
     job = store.submit("train", train_spec(**{"train.max_steps": 5000}))
