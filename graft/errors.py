@@ -38,6 +38,10 @@ class NotFoundError(GraftError):
     """Something named by the user (a model, job, dataset, run) does not exist."""
 
 
+class ConflictError(GraftError):
+    """The thing exists but its state forbids the request (cancelling a finished job, say)."""
+
+
 class ModelNotFoundError(NotFoundError):
     """A model name, path or Hub id cannot be resolved."""
 

@@ -23,6 +23,7 @@ LINEARS = {"q_proj": (64, 64), "k_proj": (64, 32), "v_proj": (64, 32), "o_proj":
            "gate_proj": (64, 128), "up_proj": (64, 128), "down_proj": (128, 64)}
 LAYERS = 2
 VOCAB = 97
+TOKEN = "test-token-123"  # the API token of test servers
 IDS = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
 
 

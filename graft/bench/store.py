@@ -15,7 +15,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from graft.db import ensure_tables
 from graft.errors import ConfigError
-from graft.paths import graft_home
 
 
 class Base(DeclarativeBase):
@@ -44,14 +43,11 @@ class CellRow(Base):
     record: Mapped[dict] = mapped_column(JSON)  # the whole record (graft/bench/record.py)
 
 
-def default_path() -> Path:
-    return graft_home() / "graft.db"
-
-
 class Store:
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else default_path()
-        self.engine = ensure_tables(Base.metadata, self.path)
+    def __init__(self, where: str | Path | None = None):
+        """`where`: an SQLAlchemy URL, an SQLite file, or None for graft's database (GRAFT_DB_URL or graft.db)."""
+        self.engine = ensure_tables(Base.metadata, where)
+        self.path = self.engine.url.render_as_string(hide_password=True)  # where, for messages
 
     def save_benchmark(self, name: str, spec: dict, cell_ids: list[str]) -> None:
         with Session(self.engine) as s, s.begin():

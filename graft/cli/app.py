@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, monitor, quickstart, serve, techniques, train
+from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, monitor, quickstart, serve, techniques, train, worker
 
 app = typer.Typer(
     name="graft",
@@ -26,3 +26,4 @@ app.command("quickstart")(quickstart.quickstart)
 app.command("estimate")(estimate.estimate)
 app.command("export")(export.export_command)
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)

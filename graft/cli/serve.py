@@ -23,10 +23,15 @@ def serve(
     token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, show_envvar=True,
                                         help="bearer token every route but /health requires"),
     no_log_prompts: bool = typer.Option(False, "--no-log-prompts", help="keep prompt text out of the request log"),
-    db: Optional[str] = typer.Option(None, help="request log database: SQLAlchemy URL or SQLite file "
-                                     "(default: graft's database)"),
+    db: Optional[str] = typer.Option(None, envvar="GRAFT_DB_URL", help="graft's database (jobs, request log): "
+                                     "SQLAlchemy URL or SQLite file (default: graft.db in GRAFT_HOME)"),
+    workers: int = typer.Option(1, help="jobs run at once by this server's own workers (0: only other workers)"),
+    runs_root: Optional[str] = typer.Option(None, help="where jobs put run folders (default: GRAFT_HOME/runs)"),
+    broker: Optional[str] = typer.Option(None, envvar="GRAFT_BROKER_URL", help="Celery broker (redis://...): "
+                                         "jobs go to `graft worker` processes, none run here"),
 ) -> None:
-    """Serve MODEL (and --adapter NAME=PATH ...) with an OpenAI-compatible API: /v1/chat/completions, /v1/models."""
+    """The web app: the browser UI at /ui, jobs (/api/jobs), and MODEL (with --adapter NAME=PATH ...) behind an
+    OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
     import uvicorn
 
     from graft.cli.progress import RichProgress
@@ -35,7 +40,8 @@ def serve(
     from graft.server import ServerSettings, create_app
     from graft.server.security import check_bind
 
-    settings = ServerSettings(host=host, port=port, token=token, log_prompts=not no_log_prompts, db=db)
+    settings = ServerSettings(host=host, port=port, token=token, log_prompts=not no_log_prompts, db=db,
+                              workers=workers, runs_root=runs_root, broker_url=broker)
     check_bind(settings)  # before minutes of loading
     adapters = parse_adapters(adapter)
     if model is None and adapters:

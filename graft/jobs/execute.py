@@ -75,9 +75,7 @@ def _benchmark(store: JobStore, job: Job, runs_root: Path, progress: Progress) -
     from graft.bench.store import Store
 
     matrix = Matrix.from_dict(job.spec, source="benchmark spec")
-    url = str(store.engine.url)
-    # the bench store takes a SQLite file (or None: graft's database)
-    results = Store(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None)
+    results = Store(store.engine.url.render_as_string(hide_password=False))  # the jobs' own database
     records = run_matrix(matrix, results, runs_root / "benchmarks", progress)
     return {"name": matrix.name, "cells": len(records),
             "completed": sum(r["status"] == "completed" for r in records), "records": records}

@@ -19,7 +19,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from graft.db import ensure_tables
-from graft.errors import GraftError
+from graft.errors import ConflictError, NotFoundError
 
 KINDS = ("train", "evaluate", "benchmark", "export")
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -28,11 +28,11 @@ MAX_ATTEMPTS = 3  # a job that takes its worker down every time must not loop fo
 LOST = "the server or worker stopped while it ran"
 
 
-class JobNotFoundError(GraftError):
+class JobNotFoundError(NotFoundError):
     """No job has this id."""
 
 
-class JobStateError(GraftError):
+class JobStateError(ConflictError):
     """The job is not in a state that allows this (cancelling a finished job, say)."""
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI
 
 import graft
 from graft.inference.pool import ModelPool
-from graft.server import errors, metrics, openai_api, serving_api
+from graft.server import errors, jobs_api, metrics, openai_api, serving_api, ui_routes
+from graft.server.jobs_service import JobService
 from graft.server.metrics import Monitor
 from graft.server.security import require_token
 from graft.server.settings import ServerSettings
@@ -20,8 +24,9 @@ Once the server has a token, every route but /health wants `Authorization: Beare
 def create_app(pool: ModelPool | None = None, settings: ServerSettings | None = None, monitor: Monitor | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     app = FastAPI(title="graft", version=graft.__version__, description=DESCRIPTION,
-                  max_body_size=settings.max_request_bytes)
+                  max_body_size=settings.max_request_bytes, lifespan=_lifespan)
     app.state.pool, app.state.settings = pool, settings
+    app.state.jobs = JobService(settings)
     app.state.monitor = monitor or Monitor(settings.db)
     errors.install(app)
 
@@ -34,4 +39,17 @@ def create_app(pool: ModelPool | None = None, settings: ServerSettings | None = 
     app.include_router(openai_api.router, dependencies=guarded)
     app.include_router(metrics.router, dependencies=guarded)
     app.include_router(serving_api.router, dependencies=guarded)
+    app.include_router(jobs_api.router, dependencies=guarded)
+    app.include_router(ui_routes.router)  # pages hold no data; their API calls carry the token
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """The embedded job workers live as long as the server; jobs a crash left running are recovered first."""
+    for job in app.state.jobs.start():
+        logging.getLogger("graft.server").warning("job %s %s: %s", job["id"], job["action"], job["reason"])
+    try:
+        yield
+    finally:
+        app.state.jobs.stop()

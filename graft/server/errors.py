@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from graft.errors import ConfigError, DataError, GraftError, ModelNotFoundError, NotFoundError, OfflineError
+from graft.errors import ConfigError, ConflictError, DataError, GraftError, ModelNotFoundError, NotFoundError, OfflineError
 
 log = logging.getLogger("graft.server")
 
-TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
+TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
          422: "invalid_request_error", 500: "server_error", 503: "server_error"}
-CODES = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large", 503: "unavailable"}
+CODES = {401: "invalid_api_key", 404: "not_found", 409: "conflict", 413: "request_too_large", 503: "unavailable"}
 
 
 class BadRequest(ConfigError):
@@ -47,7 +47,7 @@ def body(status: int, message: str, param: str | None = None, code: str | None =
 
 
 # the most specific class first; any other GraftError is the client's to fix: 400
-STATUS = ((NotFoundError, 404), (DataError, 422), (OfflineError, 503))
+STATUS = ((NotFoundError, 404), (ConflictError, 409), (DataError, 422), (OfflineError, 503))
 
 
 def graft_status(e: GraftError) -> int:

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from graft.jobs import KINDS, STATUSES, Job, JobNotFoundError, JobStore
+from graft.jobs import KINDS, STATUSES, Job, JobStore
 from graft.jobs.store import FINISHED
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -60,15 +60,12 @@ def _store(request: Request) -> JobStore:
 
 
 def _job(store: JobStore, job_id: str) -> Job:
-    try:
-        return store.get(job_id)
-    except JobNotFoundError as e:  # GraftError renders as 400; an unknown id is a 404
-        raise HTTPException(404, str(e)) from None
+    return store.get(job_id)  # an unknown id is JobNotFoundError: a 404
 
 
 @router.post("", status_code=201, response_model=JobOut)
 def submit(body: SubmitJob, request: Request) -> dict:
-    return _store(request).submit(body.kind, body.spec).to_dict()
+    return request.app.state.jobs.submit(body.kind, body.spec).to_dict()
 
 
 @router.get("", response_model=list[JobOut])

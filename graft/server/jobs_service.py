@@ -7,12 +7,24 @@ from graft.jobs.worker import WorkerPool
 
 
 class JobService:
-    """From ServerSettings (db, workers, runs_path()); workers 0 runs no jobs here (other workers take them)."""
+    """From ServerSettings (db, workers, runs_path(), broker_url). With a broker, submitted jobs are announced
+    to Celery workers (`graft worker`) and none run here; otherwise `workers` embedded slots run them
+    (0: none here, other processes sharing the database take them)."""
 
     def __init__(self, settings, stale_after_s: float = 30.0):
         self.runs_root = settings.runs_path()
         self.store = JobStore(settings.db)
-        self.pool = WorkerPool(settings.db, settings.workers, self.runs_root, stale_after_s) if settings.workers else None
+        self.broker = settings.broker_url
+        embedded = settings.workers and not self.broker
+        self.pool = WorkerPool(settings.db, settings.workers, self.runs_root, stale_after_s) if embedded else None
+
+    def submit(self, kind: str, spec: dict):
+        job = self.store.submit(kind, spec)
+        if self.broker:
+            from graft.jobs.celery_backend import enqueue
+
+            enqueue(job.id, self.broker)
+        return job
 
     def start(self) -> list[dict]:
         """Start the workers; returns the jobs recovered from a previous run."""

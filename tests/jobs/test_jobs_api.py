@@ -81,7 +81,7 @@ def test_train_job_streams_progress_completes_and_adapter_downloads(db, runs_roo
         assert [j["id"] for j in client.get("/api/jobs?status=completed&kind=train").json()] == [job["id"]]
         assert client.get("/api/jobs?kind=export").json() == []
         r = client.post(f"/api/jobs/{job['id']}/cancel")
-        assert r.status_code == 400 and "completed already" in r.json()["error"]["message"]
+        assert r.status_code == 409 and "completed already" in r.json()["error"]["message"]
 
 
 def test_errors_and_cancel_of_a_queued_job(db, runs_root, train_spec):

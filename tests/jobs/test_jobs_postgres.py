@@ -100,8 +100,6 @@ def test_request_log_on_postgres(postgres_url):
     assert log.prompts(since=datetime.now(timezone.utc).replace(year=2000)) == ["hi there"]  # tz-aware comparison
 
 
-@pytest.mark.xfail(strict=True, reason="graft/bench/store.py: Store() wraps its argument in Path(), which turns a URL "
-                   "into a relative SQLite path (and Store(None) ignores GRAFT_DB_URL); remove this mark once fixed")
 def test_bench_store_on_postgres(postgres_url, tmp_path, monkeypatch):
     from graft.bench.store import Store
 

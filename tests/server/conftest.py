@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from testkit import running
-
-TOKEN = "test-token-123"
+from testkit import TOKEN, running
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,6 +61,7 @@ def serve():
     def start(pool, tmp: Path, **settings):
         count[0] += 1
         settings.setdefault("db", str(tmp / f"served-{count[0]}.db"))
+        settings.setdefault("workers", 0)  # these tests serve chat; job workers are tested in tests/jobs
         app = create_app(pool, ServerSettings(**settings))
         ctx = running(app)
         url = ctx.__enter__()

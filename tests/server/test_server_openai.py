@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import TOKEN
+from testkit import TOKEN
 
 ASK = [{"role": "user", "content": "What colour is the sky?"}]
 TOKENS = 12

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import TOKEN
+from testkit import TOKEN
 from graft.errors import ConfigError
 from graft.server import ServerSettings
 from graft.server.security import check_bind

@@ -9,7 +9,8 @@ from graft.server import ServerSettings, create_app
 
 
 def _app(tiny_model_dir, tuned_run, tmp_path):
-    settings = ServerSettings(default_model=str(tiny_model_dir), runs_root=str(tuned_run.parent), db=str(tmp_path / "r.db"))
+    settings = ServerSettings(default_model=str(tiny_model_dir), runs_root=str(tuned_run.parent), db=str(tmp_path / "r.db"),
+                              workers=0)
     return create_app(None, settings)
 
 
