@@ -174,3 +174,28 @@ def test_stopped_worker_requeues_and_next_worker_resumes(redis_url, postgres_url
         worker.wait(30)
     done = store.get(job.id)
     assert done.result["resumed"] is True and done.attempts == 2
+
+
+def test_api_with_a_broker_announces_jobs_and_runs_none_itself(redis_url, postgres_url, tiny_model_dir, tmp_path,
+                                                                helpers):
+    """`graft serve --broker`: a job submitted through the API lands in the database and one message in
+    Redis's graft queue; no embedded worker takes it."""
+    import redis
+    from fastapi.testclient import TestClient
+
+    from graft.jobs.celery_backend import QUEUE
+    from graft.server import ServerSettings, create_app
+
+    data = tmp_path / "toy.json"
+    data.write_text(json.dumps(helpers.toy_rows()))
+    spec = helpers.tiny_config(tiny_model_dir, data, tmp_path, **{"train.max_steps": 2}).model_dump(mode="json")
+    queue = redis.Redis.from_url(redis_url)
+    before = queue.llen(QUEUE)
+    app = create_app(None, ServerSettings(db=postgres_url, broker_url=redis_url, runs_root=str(tmp_path / "runs")))
+    assert app.state.jobs.pool is None
+    with TestClient(app) as client:
+        job = client.post("/api/jobs", json={"kind": "train", "spec": spec}).json()
+        assert job["status"] == "queued"
+        assert queue.llen(QUEUE) == before + 1
+        time.sleep(1)
+        assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"  # only a worker would run it
