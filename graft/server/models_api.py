@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
 from graft.config import RunConfig
@@ -26,17 +26,8 @@ class ModelOut(BaseModel):
 
 
 class Download(BaseModel):
-    hub_id: str = Field(..., description="ORG/NAME on the Hugging Face Hub")
+    hub_id: str = Field(..., description="ORG/NAME on the Hugging Face Hub", pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
     revision: str | None = Field(None, description="branch, tag or commit")
-
-    @field_validator("hub_id")
-    @classmethod
-    def _hub_id(cls, value: str) -> str:
-        from graft.models.hub import looks_like_hub_id
-
-        if not looks_like_hub_id(value):
-            raise ValueError("expected a Hub id ORG/NAME")
-        return value
 
 
 class Downloaded(BaseModel):
