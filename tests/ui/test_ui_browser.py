@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ CHROMIUM = os.environ.get("GRAFT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "ui-test-token"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
+# screenshots go to a temporary folder; GRAFT_UI_SCREENSHOTS=docs/images refreshes the docs' pictures
+SCREENSHOTS = Path(os.environ.get("GRAFT_UI_SCREENSHOTS") or tempfile.mkdtemp(prefix="graft-ui-"))
 
 no_chromium = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
 no_playwright = pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
