@@ -101,7 +101,7 @@ def run_job(job_id: str, db: str, runs_root: str | Path, ring=None) -> str | Non
     pool.runs_root.mkdir(parents=True, exist_ok=True)
     _ACTIVE.add(pool)
     try:
-        pool._run(next(_SLOTS), job.id)  # TODO: a public "run one claimed job" hook in graft/jobs/worker.py
+        pool.run_claimed(job.id, next(_SLOTS))
     finally:
         _ACTIVE.discard(pool)
     if ring is not None and pool.store.get(job.id).status == "queued":

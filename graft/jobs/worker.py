@@ -95,9 +95,6 @@ class WorkerPool:
             self.store.finish(job_id, "failed", error=f"the job process exited with code {code} before it finished"
                               f"{' (killed by signal ' + str(-code) + ')' if code < 0 else ''}", worker=job.worker)
 
-    def _run(self, index: int, job_id: str) -> None:  # the name graft.jobs.celery_backend used first
-        self.run_claimed(job_id, index)
-
     def _recover_loop(self, _index: int) -> None:
         while not self._stop.wait(max(1.0, self.stale_after_s / 3)):
             try:

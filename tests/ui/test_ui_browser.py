@@ -31,37 +31,9 @@ no_playwright = pytest.mark.skipif(importlib.util.find_spec("playwright") is Non
                                    reason="playwright not installed (pip install playwright)")
 
 
-def _api_paths(app) -> set[str]:
-    app.openapi_schema = None  # routers may have been added since the schema was last built
-    paths = set(app.openapi()["paths"])
-    app.openapi_schema = None
-    return paths
-
-
-def _complete(app, settings):
-    """The routers the UI needs that create_app does not include yet (the lead wires them there);
-    returns the app and the JobService this function made (None: create_app runs its own)."""
-    from fastapi import Depends
-
-    from graft.server import ui_routes
-    from graft.server.security import require_token
-
-    service = None
-    if "/api/jobs" not in _api_paths(app):
-        from graft.server import jobs_api
-        from graft.server.jobs_service import JobService
-
-        app.state.jobs = service = JobService(settings)
-        app.include_router(jobs_api.router, dependencies=[Depends(require_token)])
-    routers = [getattr(route, "original_router", route) for route in app.routes]
-    if ui_routes.router not in routers and "/ui/{path:path}" not in {getattr(r, "path", None) for r in routers}:
-        app.include_router(ui_routes.router)
-    return app, service
-
-
 @pytest.fixture(scope="module")
 def site(tiny_model_dir, tmp_path_factory):
-    """(base URL, tmp folder, route paths) of the full app on the tiny model behind TOKEN, with one embedded worker."""
+    """(base URL, tmp folder) of the full app on the tiny model behind TOKEN, with one embedded worker."""
     from graft.inference.pool import open_pool
     from graft.server import ServerSettings, create_app
 
@@ -71,14 +43,9 @@ def site(tiny_model_dir, tmp_path_factory):
     os.environ["OMP_NUM_THREADS"] = "1"
     settings = ServerSettings(token=TOKEN, db=str(tmp / "graft.db"), runs_root=str(tmp / "runs"),
                               datasets_dir=str(tmp / "datasets"), workers=1)
-    app, jobs = _complete(create_app(open_pool(str(tiny_model_dir)), settings), settings)
-    if jobs is not None:
-        jobs.start()
-    paths = _api_paths(app)
-    with running(app) as url:
-        yield url, tmp, paths
-    if jobs is not None:
-        jobs.stop()
+    app = create_app(open_pool(str(tiny_model_dir)), settings)
+    with running(app) as url:  # uvicorn runs the app's lifespan: the embedded job worker starts and stops with it
+        yield url, tmp
     if threads is None:
         os.environ.pop("OMP_NUM_THREADS")
     else:
@@ -111,7 +78,7 @@ def page(browser):
 def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
     from playwright.sync_api import expect
 
-    url, tmp, paths = site
+    url, tmp = site
     page.set_default_timeout(20_000)
     page.goto(url + "/")
     assert page.url.startswith(url + "/ui/")  # / redirects to the UI
@@ -123,15 +90,13 @@ def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
 
     data = tmp / "toy.json"
     data.write_text(json.dumps(helpers.toy_rows()))
-    dataset = str(data)
-    if "/api/datasets" in paths:  # TODO(resources router): always, once it lands
-        # a dataset upload and its preview
-        page.goto(url + "/ui/#/datasets")
-        page.set_input_files("input[type=file]", str(data))
-        page.click("form button[type=submit]")
-        expect(page.locator("#preview table tbody tr").first).to_be_visible()
-        expect(page.locator("#preview")).to_contain_text("What colour is the apple?")
-        dataset = "toy"
+    # a dataset upload and its preview
+    page.goto(url + "/ui/#/datasets")
+    page.set_input_files("input[type=file]", str(data))
+    page.click("main form button[type=submit]")
+    expect(page.locator("#preview table tbody tr").first).to_be_visible()
+    expect(page.locator("#preview")).to_contain_text("What colour is the apple?")
+    dataset = "toy.json"  # the uploaded name; the form maps it to its path on the server
 
     # the new-run form: a live estimate, then a 10-step LoRA job
     page.goto(url + "/ui/#/new")
@@ -141,10 +106,7 @@ def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
     form.locator("select[name=technique]").select_option("lora")
     for name, value in {"max_steps": "10", "batch_size": "8", "lr": "0.005", "max_length": "64"}.items():
         form.locator(f"input[name={name}]").fill(value)
-    if "/api/estimate" in paths:  # TODO(resources router): always, once it lands
-        expect(page.locator("#estimate .verdict")).to_have_attribute("data-fits", "true")
-    else:
-        expect(page.locator("#estimate p")).to_be_visible()
+    expect(page.locator("#estimate .verdict")).to_have_attribute("data-fits", "true")
     page.screenshot(path=str(SCREENSHOTS / "ui-new-run.png"), full_page=True)
     form.locator("button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"#/jobs/\w+$"))
