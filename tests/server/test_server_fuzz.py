@@ -1,6 +1,7 @@
-"""Property-based fuzzing (schemathesis) of the datasets, models, techniques, estimate, runs and
-benchmarks routes, through the app's own OpenAPI schema over its ASGI transport (no network):
-whatever it sends, no answer is a 500, and every 2xx body matches its declared schema."""
+"""Property-based fuzzing (schemathesis) of every route of the app `graft serve` runs (chat, models,
+monitoring, jobs, serving, datasets, techniques, estimate, runs, benchmarks), through its own OpenAPI
+schema over its ASGI transport (no network): whatever it sends, no answer is a 500, and every 2xx body
+matches its declared schema."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import json
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from graft.server import ServerSettings, datasets_api, errors, models_api, runs_api
+from graft.server import ServerSettings, create_app
 
 EXAMPLES = 30  # per operation: the whole run stays well under a minute
 ROWS = [{"instruction": "Name a colour.", "input": "", "output": "red"}] * 3
@@ -27,7 +27,9 @@ def no_crash(ctx, response, case):
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, tiny_model_dir):
+    from graft.inference import open_pool
+
     root = tmp_path_factory.mktemp("fuzz")
     run = root / "runs" / "run"
     run.mkdir(parents=True)
@@ -38,14 +40,8 @@ def app(tmp_path_factory):
     (root / "datasets" / "toy.json").write_text(json.dumps(ROWS))
 
     given = ServerSettings(datasets_dir=str(root / "datasets"), runs_root=str(root / "runs"),
-                           db=str(root / "graft.db"), max_upload_bytes=20_000)
-    app = FastAPI(max_body_size=given.max_request_bytes)
-    errors.install(app)
-    app.state.settings = given
-    app.include_router(datasets_api.router, max_body_size=datasets_api.body_limit(given))
-    app.include_router(models_api.router)
-    app.include_router(runs_api.router)
-    return app
+                           db=str(root / "graft.db"), max_upload_bytes=20_000, workers=0, default_max_tokens=8)
+    return create_app(open_pool(str(tiny_model_dir)), given)
 
 
 def test_no_server_errors(app, monkeypatch):
@@ -53,7 +49,7 @@ def test_no_server_errors(app, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing reaches for the network: a download answers 503
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 14
+    assert len(operations) == len([op for path in app.openapi()["paths"].values() for op in path])  # all of them
     for operation in operations:
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
