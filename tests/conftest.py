@@ -257,3 +257,16 @@ def helpers():
     from types import SimpleNamespace
 
     return SimpleNamespace(tiny_config=tiny_config, toy_rows=toy_rows, install_model_capture=install_model_capture)
+
+
+# -- order ------------------------------------------------------------------------------------------
+
+# These measure the whole test process's memory (VmHWM / VmRSS): they run first, while the process is
+# fresh, because what earlier tests leave allocated (model copies, arenas, server threads) moves the
+# baseline they compare against.
+WHOLE_PROCESS_MEMORY = ("tests/memory/test_memory_measure.py", "tests/memory/test_memory_calibration.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    first = [i for i in items if i.nodeid.startswith(WHOLE_PROCESS_MEMORY)]
+    items[:] = first + [i for i in items if not i.nodeid.startswith(WHOLE_PROCESS_MEMORY)]
