@@ -110,3 +110,14 @@ def running(app):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to `n` for a block (a tiny model only loses time to a second thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

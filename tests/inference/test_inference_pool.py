@@ -15,6 +15,7 @@ import torch
 from graft.errors import ConfigError
 from graft.inference import load_for_inference, stream_reply
 from graft.inference.pool import ModelPool, UnknownModelError, open_pool, parse_adapters
+from testkit import torch_threads
 
 ASK = [{"role": "user", "content": "What colour is the sky?"}]
 TOKENS = 12
@@ -22,10 +23,8 @@ TOKENS = 12
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small only loses time to a second thread
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def peft_adapter(base: Path, folder: Path, seed: int, config) -> Path:

@@ -9,15 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from testkit import TOKEN, running
+from testkit import TOKEN, running, torch_threads
 
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small only loses time to a second thread
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
