@@ -7,7 +7,9 @@ context and other processes), so it compares with the estimate's total.
 CPU: the process's peak resident set. On Linux, writing 5 to /proc/self/clear_refs resets the
 kernel's high-water mark (VmHWM) to the current RSS, and VmHWM read at the end is the exact peak,
 kernel-tracked, with nothing to sample. Where that is refused, the peak is the highest VmRSS the
-sampler saw (may miss short spikes). Either way the figure is the whole process: Python, torch, the
+sampler saw (may miss short spikes). Before the window opens, glibc's malloc is asked to hand back the
+free memory it keeps resident (malloc_trim): after a model was loaded and dropped, a gigabyte or more
+can sit there, and a window whose tensors reuse it would show no rise at all. Either way the figure is the whole process: Python, torch, the
 tokenizer and the data included, which the estimate's "context" term stands for.
 
 The average (what the window held most of the time) always comes from a thread sampling every
@@ -34,6 +36,18 @@ def proc_bytes(path: str, key: str) -> int | None:
 def status_bytes(key: str) -> int | None:
     """A size field (VmRSS, VmHWM, ...) of /proc/self/status in bytes."""
     return proc_bytes("/proc/self/status", key)
+
+
+def _trim_heap() -> None:
+    """Return glibc malloc's free, still-resident pages to the kernel (a no-op off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_hwm() -> bool:
@@ -82,6 +96,7 @@ class PeakMemory:
             self.start_bytes = total - free
             self.method = "cuda max_memory_reserved + memory outside the allocator at start"
         else:
+            _trim_heap()
             self.start_bytes = status_bytes("VmRSS") or 0
             self.method = "VmHWM after clear_refs=5" if _reset_hwm() and status_bytes("VmHWM") is not None else \
                 f"VmRSS sampled every {self.interval_s * 1000:.0f} ms"
