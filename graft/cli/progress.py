@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 LABELS = {"train": "training", "eval": "eval loss", "generate": "generating", "convert": "converting GGUF",
-          "gguf": "writing GGUF", "embed": "embedding", "permutations": "permutation test"}
+          "gguf": "writing GGUF", "embed": "embedding", "read": "reading", "retrieve": "retrieving", "permutations": "permutation test"}
 
 
 class RichProgress:

@@ -111,11 +111,12 @@ class ModelPool:
     # -- generation -------------------------------------------------------------------------------
 
     def stream(self, model_id: str, messages: list[dict[str, str]], max_new_tokens: int = 256, temperature: float = 0.0,
-               top_p: float = 1.0, stop: Sequence[str] | None = None, seed: int | None = None) -> Reply:
+               top_p: float = 1.0, stop: Sequence[str] | None = None, seed: int | None = None,
+               repetition_penalty: float = 1.0) -> Reply:
         """`model_id`'s reply, piece by piece (see stream_reply); unknown ids and bad prompts fail here, not mid-stream."""
         entry = self._entry(model_id)
         return stream_reply(entry.host.model, entry.host.tokenizer, messages, max_new_tokens, temperature, top_p, stop,
-                            seed, guard=entry.host.use(entry.peft_name))
+                            seed, guard=entry.host.use(entry.peft_name), repetition_penalty=repetition_penalty)
 
     def complete(self, model_id: str, messages: list[dict[str, str]], **options) -> Completion:
         return self.stream(model_id, messages, **options).collect()

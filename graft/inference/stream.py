@@ -51,7 +51,8 @@ class Reply:
 
 def stream_reply(model, tokenizer, messages: list[dict[str, str]], max_new_tokens: int = 256,
                  temperature: float = 0.0, top_p: float = 1.0, stop: Sequence[str] | None = None,
-                 seed: int | None = None, guard: AbstractContextManager | None = None) -> Reply:
+                 seed: int | None = None, guard: AbstractContextManager | None = None,
+                 repetition_penalty: float = 1.0) -> Reply:
     """The assistant's reply to `messages`, piece by piece; greedy when temperature or top_p is 0.
 
     The prompt is checked now (a ConfigError if it overflows the model's context); generation starts at
@@ -73,6 +74,8 @@ def stream_reply(model, tokenizer, messages: list[dict[str, str]], max_new_token
     # top_k=0: sample from the whole distribution, as temperature/top_p promise (transformers' default is 50)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if sampled else {"do_sample": False}
     kwargs = dict(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
+    if repetition_penalty != 1.0:  # small models loop on long prompts; >1 discourages tokens already used
+        kwargs["repetition_penalty"] = repetition_penalty
     stops = [s for s in stop or () if s]
     if stops:  # transformers stops at the token that completes one; _StopText cuts the text before it
         kwargs.update(stop_strings=stops, tokenizer=tokenizer)

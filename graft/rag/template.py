@@ -21,6 +21,7 @@ class Generation(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: list[str] = []
+    repetition_penalty: float = Field(1.0, ge=1.0, le=2.0)
 
 
 class RagTemplate(BaseModel):
@@ -35,7 +36,8 @@ class RagTemplate(BaseModel):
     def generation_options(self) -> dict:
         """Keyword arguments for graft's generators (stream_reply, ModelPool.stream)."""
         g = self.generation
-        return {"max_new_tokens": g.max_tokens, "temperature": g.temperature, "top_p": g.top_p, "stop": list(g.stop)}
+        return {"max_new_tokens": g.max_tokens, "temperature": g.temperature, "top_p": g.top_p, "stop": list(g.stop),
+                "repetition_penalty": g.repetition_penalty}
 
 
 def load_template(path: str | Path | None = None) -> RagTemplate:

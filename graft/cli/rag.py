@@ -1,0 +1,214 @@
+"""`graft rag index|ask|search|eval|list|show|remove|template`: answer questions from your documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from graft.cli.progress import RichProgress
+
+out = Console()
+app = typer.Typer(help="Retrieval-augmented answers: index documents into a knowledge base, ask it questions.",
+                  no_args_is_help=True)
+
+ROOT_HELP = "folder of knowledge bases (default: GRAFT_HOME/rag)"
+
+
+@app.command("index")
+def index(
+    paths: list[Path] = typer.Argument(..., help="files and folders: .txt .md .html .pdf, and .json/.jsonl records"),
+    name: str = typer.Option(..., "--name", "-n", help="the knowledge base (created when new)"),
+    embedder: Optional[str] = typer.Option(None, help="sentence-embedding model for a new knowledge base "
+                                           "(default: the bundled minilm-l6; any sentence-transformers model)"),
+    chunk_size: Optional[int] = typer.Option(None, help="most characters in a chunk (new knowledge base; default 800)"),
+    overlap: Optional[int] = typer.Option(None, help="characters a chunk repeats of the one before (default 120)"),
+    index_kind: Optional[str] = typer.Option(None, "--index", help="flat (exact, default) | ivf | hnsw (large corpora)"),
+    prune: bool = typer.Option(False, help="drop files indexed before that are no longer on disk"),
+    root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Add documents to a knowledge base: new files are indexed, changed ones re-indexed, the rest skipped."""
+    from graft.rag import KnowledgeBase
+
+    kb = KnowledgeBase.open_or_create(name, root, embedder=embedder, chunk_size=chunk_size, overlap=overlap,
+                                      index=index_kind)
+    with RichProgress() as progress:
+        report = kb.add(paths, progress=progress, prune=prune)
+    if as_json:
+        print(json.dumps({"kb": kb.info(), **report.to_dict()}, indent=1))
+        return
+    for s in report.skipped:
+        out.print(f"[yellow]skipped {escape(s.path)}: {escape(s.reason)}[/yellow]", highlight=False)
+    out.print(f"{kb.name}: {len(report.added)} added, {len(report.updated)} re-indexed, {len(report.unchanged)} "
+              f"unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped; {report.chunks_embedded} "
+              f"chunks embedded in {report.seconds:.1f} s; {report.chunks} chunks in all ({kb.folder})", highlight=False)
+
+
+@app.command("ask")
+def ask(
+    kb_name: str = typer.Argument(..., metavar="KB", help="the knowledge base"),
+    question: str = typer.Argument(..., help="the question"),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="run folder, adapter folder or model"),
+    template: Optional[Path] = typer.Option(None, help="prompt template YAML (see `graft rag template`)"),
+    k: Optional[int] = typer.Option(None, "-k", help="chunks retrieved (default: the template's, 10)"),
+    max_tokens: Optional[int] = typer.Option(None, help="longest answer in tokens (default: the template's)"),
+    temperature: Optional[float] = typer.Option(None, help="0 = greedy (default: the template's)"),
+    show_prompt: bool = typer.Option(False, help="print the prompt sent to the model"),
+    root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print answer and sources as JSON (no streaming)"),
+) -> None:
+    """Retrieve the chunks closest to QUESTION, answer from them, and list the sources used."""
+    from graft.inference import load_for_inference, stream_reply
+    from graft.rag import KnowledgeBase, answer, build_prompt, load_template
+
+    kb = KnowledgeBase.open(kb_name, root)
+    tmpl = load_template(template)
+    loaded = load_for_inference(model, merge=True).generative()
+    prompt = build_prompt(kb, question, tmpl, loaded.tokenizer, k)
+    if max_tokens is not None:
+        prompt.generation["max_new_tokens"] = max_tokens
+    if temperature is not None:
+        prompt.generation["temperature"] = temperature
+    if show_prompt and not as_json:
+        for m in prompt.messages:
+            out.print(f"[dim]--- {m['role']}\n{escape(m['content'])}[/dim]", highlight=False)
+
+    def generate(messages, **options):
+        return stream_reply(loaded.model, loaded.tokenizer, messages, **options)
+
+    result = answer(prompt, generate, None if as_json else lambda piece: print(piece, end="", flush=True))
+    if as_json:
+        print(json.dumps({"question": question, "model": model, **result.to_dict()}, indent=1))
+        return
+    print()
+    table = Table("", "source", "score", "cited", title="sources", title_justify="left", box=None)
+    for hit in result.sources:
+        c = hit.chunk
+        where = c.source + (f" p. {c.page}" if c.page else "") + (f" ({c.title})" if c.title else "")
+        table.add_row(f"[{hit.n}]", escape(where), f"{hit.score:.3f}", "yes" if hit.n in result.cited else "")
+    out.print(table)
+    if prompt.left_out:
+        out.print(f"[dim]{prompt.left_out} more retrieved chunks did not fit the template's context budget[/dim]")
+
+
+@app.command("search")
+def search(
+    kb_name: str = typer.Argument(..., metavar="KB"),
+    query: str = typer.Argument(...),
+    k: int = typer.Option(5, "-k", help="chunks to show"),
+    root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show the chunks closest in meaning to QUERY (retrieval only, no model)."""
+    from graft.rag import KnowledgeBase
+
+    hits = KnowledgeBase.open(kb_name, root).search(query, k)
+    if as_json:
+        print(json.dumps([h.to_dict() for h in hits], indent=1))
+        return
+    for h in hits:
+        c = h.chunk
+        out.print(f"[bold][{h.n}] {escape(c.source)}[/bold]{escape(f' ({c.title})' if c.title else '')}  "
+                  f"[dim]score {h.score:.3f}[/dim]", highlight=False)
+        snippet = " ".join(c.text.split())
+        out.print(escape(snippet[:300] + ("..." if len(snippet) > 300 else "")), highlight=False)
+
+
+@app.command("eval")
+def eval_command(
+    kb_name: str = typer.Argument(..., metavar="KB"),
+    questions: Path = typer.Argument(..., help="JSONL: {question, source, contains?} per line"),
+    ks: str = typer.Option("1,3,5,10", "--k", help="cut-offs for recall@k, comma-separated"),
+    misses: bool = typer.Option(False, help="list the questions whose source was not in the top k"),
+    root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Retrieval quality on questions with known sources: recall@k and MRR."""
+    from graft.errors import ConfigError
+    from graft.rag import KnowledgeBase, evaluate_retrieval
+
+    try:
+        cutoffs = sorted({int(x) for x in ks.split(",") if x.strip()})
+    except ValueError as e:
+        raise ConfigError(f"--k {ks!r}: expected whole numbers separated by commas") from e
+    if not cutoffs or cutoffs[0] < 1:
+        raise ConfigError(f"--k {ks!r}: cut-offs must be 1 or more")
+    kb = KnowledgeBase.open(kb_name, root)
+    with RichProgress() as progress:
+        result = evaluate_retrieval(kb, questions, cutoffs, progress)
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    table = Table("questions", *[f"recall@{k}" for k in cutoffs], "MRR", box=None)
+    table.add_row(str(result["questions"]), *[f"{result[f'recall@{k}']:.1%}" for k in cutoffs], f"{result['mrr']:.3f}")
+    out.print(table)
+    if misses:
+        depth = cutoffs[-1]
+        for q in result["per_question"]:
+            if q["rank"] is None:
+                out.print(f"[yellow]not in top {depth}:[/yellow] {escape(q['question'])} [dim]({escape(q['source'])})[/dim]",
+                          highlight=False)
+
+
+@app.command("list")
+def list_command(root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """The knowledge bases."""
+    from graft.rag import kb_root, list_knowledge_bases
+
+    kbs = list_knowledge_bases(root)
+    if as_json:
+        print(json.dumps(kbs, indent=1))
+        return
+    if not kbs:
+        out.print(f"no knowledge bases in {kb_root(root)}; create one with `graft rag index PATHS --name NAME`")
+        return
+    table = Table("name", "files", "chunks", "embedder", "index", "updated", box=None)
+    for kb in kbs:
+        table.add_row(kb["name"], str(kb["files"]), str(kb["chunks"]), kb["embedder"], kb["index"], kb["updated"])
+    out.print(table)
+
+
+@app.command("show")
+def show(kb_name: str = typer.Argument(..., metavar="KB"), root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """A knowledge base's settings and the files it holds."""
+    from graft.rag import KnowledgeBase
+
+    kb = KnowledgeBase.open(kb_name, root)
+    if as_json:
+        print(json.dumps({**kb.info(), "files": kb.files()}, indent=1))
+        return
+    info = kb.info()
+    out.print(f"{info['name']}: {info['chunks']} chunks from {info['files']} files; embedder {info['embedder']} "
+              f"({info['dim']} dims), {info['index']} index, chunks of {info['chunk_size']} characters overlapping "
+              f"{info['overlap']}; {kb.folder}", highlight=False)
+    for f in kb.files():
+        out.print(f"  {escape(f['source'])}  [dim]{f['chunks']} chunks, indexed {f['indexed_at']}[/dim]", highlight=False)
+
+
+@app.command("remove")
+def remove(kb_name: str = typer.Argument(..., metavar="KB"), root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+           yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
+    """Delete a knowledge base (its index and uploaded documents; your own files are untouched)."""
+    from graft.rag import KnowledgeBase
+
+    kb = KnowledgeBase.open(kb_name, root)
+    if not yes and not typer.confirm(f"delete knowledge base {kb.name} ({kb.folder})?"):
+        raise typer.Exit(1)
+    kb.delete()
+    out.print(f"deleted {kb.name}")
+
+
+@app.command("template")
+def template() -> None:
+    """Print the default prompt template (copy it, edit it, pass it with `graft rag ask --template`)."""
+    from graft.rag.template import DEFAULT
+
+    print(DEFAULT.read_text(encoding="utf-8"), end="")
