@@ -72,33 +72,41 @@ def sections(text: str, structured: bool) -> list[tuple[str, int, int]]:
             fenced = not fenced
         m = None if fenced else _HEADING.match(line.rstrip("\r\n"))
         if m:
-            if text[start:at].strip():
+            if _has_body(text, start, at, title):
                 out.append((title, start, at))
             level = len(m.group(1))
             path = [p for p in path if p[0] < level] + [(level, m.group(2).strip())]
             title, start = " > ".join(p[1] for p in path), at
         at += len(line)
-    if text[start:].strip():
+    if _has_body(text, start, len(text), title):
         out.append((title, start, len(text)))
     return out
 
 
+def _has_body(text: str, start: int, end: int, title: str) -> bool:
+    """Whether a section holds more than its heading (a bare heading lives on in its subsections' titles)."""
+    body = text[start:end].strip()
+    return bool(body) and not (title and _HEADING.match(body) and "\n" not in body)
+
+
 def _spans(text: str, start: int, end: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """[begin, cut) spans of at most `size` characters, each after the first reaching back `overlap`."""
     spans, pos = [], _skip_space(text, start, end)
     while pos < end:
-        cut = end if end - pos <= size else _best_cut(text, pos, pos + size)
         begin = pos
         if spans and overlap:
-            begin = max(spans[-1][0] + 1, pos - overlap, start)
+            begin = max(spans[-1][0] + 1, pos - overlap)
             space = text.find(" ", begin, pos)  # start on a word, not inside one
             begin = space + 1 if 0 <= space < pos else pos
+        limit = begin + size
+        # never a tiny chunk for the sake of a nice boundary, and always past pos
+        cut = end if end <= limit else _best_cut(text, max(pos + 1, begin + size // 3), limit)
         spans.append((begin, cut))
         pos = _skip_space(text, cut, end)
     return spans
 
 
-def _best_cut(text: str, pos: int, limit: int) -> int:
-    floor = pos + (limit - pos) // 3  # never a tiny chunk for the sake of a nice boundary
+def _best_cut(text: str, floor: int, limit: int) -> int:
     for sep in ("\n\n", "\n"):
         i = text.rfind(sep, floor, limit)
         if i > 0:

@@ -1,15 +1,17 @@
 """A knowledge base: documents chunked, embedded and indexed, kept in one folder.
 
     GRAFT_HOME/rag/NAME/
-      kb.json        settings (embedder, dimension, index kind, chunking) and the files indexed (sha256)
-      chunks.jsonl   one chunk per line; line i is vector row i
-      vectors.npy    float32 [chunks, dim], unit rows
-      index.faiss    the FAISS index built from vectors.npy
-      docs/          documents uploaded through the web app
+      kb.json          settings (embedder, dimension, index kind, chunking), the files indexed (sha256)
+                       and the generation G of the data files below
+      chunks.G.jsonl   one chunk per line; line i is vector row i
+      vectors.G.npy    float32 [chunks, dim], unit rows
+      index.G.faiss    the FAISS index built from the vectors
+      docs/            documents uploaded through the web app
 
 Adding is incremental: a file whose sha256 is unchanged is skipped, a changed file's chunks are
-replaced, a new file's appended; only those are embedded. Files are written beside their final
-names and moved over them, kb.json last, so an interrupted update leaves the previous state.
+replaced, a new file's appended; only those are embedded. An update writes generation G+1 beside G
+and then replaces kb.json (atomically) to point at it, so an interrupted update leaves generation G
+whole and in use.
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ class KnowledgeBase:
     def _load(self) -> None:
         if self._chunks is not None:
             return
-        chunks_file, vectors_file, index_file = (self.folder / n for n in ("chunks.jsonl", "vectors.npy", "index.faiss"))
+        chunks_file, vectors_file, index_file = self._data_files(self.meta.get("generation", 0))
         for f in (chunks_file, vectors_file):
             if not f.is_file():
                 raise DataError(f"{f} is missing: knowledge base {self.name!r} is incomplete", hint="rebuild it")
@@ -286,16 +288,26 @@ class KnowledgeBase:
                             f"{self.name!r} has {len(chunks)} of dimension {dim}", hint="rebuild the knowledge base")
         self._chunks, self._files_of, self._vectors, self._index = chunks, files_of, vectors, index
 
+    def _data_files(self, generation: int) -> tuple[Path, Path, Path]:
+        return tuple(self.folder / f"{stem}.{generation}.{ext}" for stem, ext in
+                     (("chunks", "jsonl"), ("vectors", "npy"), ("index", "faiss")))
+
     def _save(self) -> None:
         if self._index is None:
             self._index = vec.build(self._vectors, self.meta["index"], self.meta["dim"])
-        chunks_file, vectors_file, index_file, meta_file = (
-            self.folder / n for n in ("chunks.jsonl", "vectors.npy", "index.faiss", "kb.json"))
-        lines = [json.dumps({**c.to_dict(), "file": f}, ensure_ascii=False) for c, f in zip(self._chunks, self._files_of)]
-        _write(chunks_file, lambda p: p.write_text("".join(line + "\n" for line in lines), encoding="utf-8"))
-        _write(vectors_file, lambda p: np.save(p, self._vectors, allow_pickle=False))
-        _write(index_file, lambda p: vec.save(self._index, p))
-        _write(meta_file, lambda p: p.write_text(json.dumps(self.meta, indent=1)))
+        generation = self.meta.get("generation", 0) + 1
+        chunks_file, vectors_file, index_file = self._data_files(generation)
+        with open(chunks_file, "w", encoding="utf-8") as f:
+            for c, file in zip(self._chunks, self._files_of):
+                f.write(json.dumps({**c.to_dict(), "file": file}, ensure_ascii=False) + "\n")
+        np.save(vectors_file, self._vectors, allow_pickle=False)
+        vec.save(self._index, index_file)
+        _write(self.folder / "kb.json", json.dumps({**self.meta, "generation": generation}, indent=1))
+        self.meta["generation"] = generation
+        current = {p.name for p in (chunks_file, vectors_file, index_file)}
+        for stale in self.folder.glob("*.*.*"):
+            if stale.name.split(".")[0] in {"chunks", "vectors", "index"} and stale.name not in current:
+                stale.unlink(missing_ok=True)
 
 
 def list_knowledge_bases(root: str | Path | None = None) -> list[dict]:
@@ -325,9 +337,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".partial" + path.suffix)  # np.save keeps a .npy suffix
-    write(tmp)
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -108,8 +108,14 @@ def decode(data: bytes) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is not None:
+        # detection often cannot tell the Windows code pages apart; on a tie take the Western one,
+        # the most common legacy encoding of English and Western European text
+        tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+        if any("cp1252" in m.could_be_from_charset for m in tied):
+            return data.decode("cp1252", errors="replace"), "cp1252"
         return str(best), best.encoding
     return data.decode("latin-1"), "latin-1"
 
