@@ -31,6 +31,7 @@ class Chunk:
     end: int
     page: int | None = None
     id: int = -1  # given by the knowledge base
+    line: int | None = None  # 1-based line of the document where the chunk starts
 
     def embedding_text(self) -> str:
         """What is embedded: the text, led by its heading path when the text does not start with it."""
@@ -53,12 +54,15 @@ def check_sizes(size: int, overlap: int) -> None:
 def chunk_document(doc: Document, size: int = 800, overlap: int = 120) -> list[Chunk]:
     check_sizes(size, overlap)
     text = doc.text
-    chunks = []
+    chunks, line, counted = [], 1, 0
     for title, start, end in sections(text, structured=doc.kind in {"markdown", "html"}):
         for s, e in _spans(text, start, end, size, overlap):
             body = text[s:e].strip()
             if body:
-                chunks.append(Chunk(doc.source, title, body, s, e, doc.page_at(s) if doc.pages else None))
+                first = s + (len(text[s:e]) - len(text[s:e].lstrip()))
+                line += text.count("\n", counted, first)  # spans only move forward
+                counted = first
+                chunks.append(Chunk(doc.source, title, body, s, e, doc.page_at(s) if doc.pages else None, line=line))
     return chunks
 
 
@@ -96,8 +100,10 @@ def _spans(text: str, start: int, end: int, size: int, overlap: int) -> list[tup
         begin = pos
         if spans and overlap:
             begin = max(spans[-1][0] + 1, pos - overlap)
-            space = text.find(" ", begin, pos)  # start on a word, not inside one
-            begin = space + 1 if 0 <= space < pos else pos
+            # start on a line if one starts in reach, else on a word, never inside one
+            brk = text.find("\n", begin, pos)
+            brk = brk if brk >= 0 else text.find(" ", begin, pos)
+            begin = brk + 1 if 0 <= brk < pos else pos
         limit = begin + size
         # never a tiny chunk for the sake of a nice boundary, and always past pos
         cut = end if end <= limit else _best_cut(text, max(pos + 1, begin + size // 3), limit)

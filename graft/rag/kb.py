@@ -67,7 +67,8 @@ class Hit:
     def to_dict(self) -> dict:
         c = self.chunk
         return {"n": self.n, "score": round(self.score, 4), "id": c.id, "source": c.source, "title": c.title,
-                "text": c.text, "page": c.page}
+                "text": c.text, "page": c.page,
+                "line": c.line}
 
 
 @dataclass

@@ -71,10 +71,12 @@ def test_neighbours_overlap_and_paragraph_boundaries_are_preferred():
     assert sum(c.text.endswith(".") for c in chunks) >= len(chunks) - 1  # cut at paragraph/sentence ends
 
 
-def test_spans_point_into_the_document():
-    text = "# A\n\n" + "alpha beta gamma. " * 200
+def test_spans_and_lines_point_into_the_document():
+    text = "# A\n\n" + "alpha beta gamma.\n" * 200
+    lines = text.splitlines()
     for c in chunk_document(_doc(text), size=250, overlap=40):
         assert text[c.start:c.end].strip() == c.text
+        assert lines[c.line - 1] == c.text.splitlines()[0]  # overlaps start on a line when one is in reach
 
 
 def test_embedding_text_carries_the_heading_path():
