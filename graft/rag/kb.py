@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -173,8 +174,8 @@ class KnowledgeBase:
         t0 = time.perf_counter()
         files, skipped = expand(paths)
         report = IndexReport(skipped=list(skipped))
-        with self._lock:
-            self._load()
+        with self._lock, _writing(self.folder):
+            self._refresh()
             known = self.meta["files"]
             fresh: dict[str, tuple[Path, str, list[Chunk]]] = {}
             progress.start("read", total=len(files))
@@ -262,6 +263,13 @@ class KnowledgeBase:
 
     # -- storage --------------------------------------------------------------------------------
 
+    def _refresh(self) -> None:
+        """Catch up with an update another process (or KnowledgeBase object) committed since we read."""
+        meta = json.loads((self.folder / "kb.json").read_text())
+        if meta.get("generation") != self.meta.get("generation"):
+            self.meta, self._chunks, self._index = meta, None, None
+        self._load()
+
     def _load(self) -> None:
         if self._chunks is not None:
             return
@@ -328,6 +336,22 @@ def _name(name: str) -> str:
         return safe_name(name)
     except ValueError as e:
         raise ConfigError(f"knowledge base name: {e}") from e
+
+
+@contextmanager
+def _writing(folder: Path):
+    """One writer per knowledge base across processes (an advisory lock file; no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _sha256(path: Path) -> str:

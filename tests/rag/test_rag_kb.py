@@ -161,3 +161,19 @@ def test_an_interrupted_update_leaves_the_previous_state(kb, corpus, tmp_path, m
     assert [s.rsplit("/", 1)[-1] for s in report.added] == ["more.txt"]
     assert report.chunks == before["chunks"] + 1
     assert len(list(kb.folder.glob("chunks.*.jsonl"))) == 1  # older generations are removed
+
+
+def test_two_writers_on_one_knowledge_base_lose_nothing(kb, tmp_path):
+    import threading
+
+    first, second = KnowledgeBase.open("kb", tmp_path / "kbs"), KnowledgeBase.open("kb", tmp_path / "kbs")
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.txt").write_text(f"Note {name}: the {name}-team meets on Fridays about budgets.")
+    threads = [threading.Thread(target=w.add, args=([tmp_path / f"{n}.txt"],)) for w, n in ((first, "a"), (second, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = KnowledgeBase.open("kb", tmp_path / "kbs")
+    assert after.info()["files"] == len(DOCS) + 2  # neither writer's update overwrote the other's
+    assert {h.chunk.source.rsplit("/", 1)[-1] for h in after.search("team meetings", 10)} >= {"a.txt", "b.txt"}
