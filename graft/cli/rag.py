@@ -212,3 +212,56 @@ def template() -> None:
     from graft.rag.template import DEFAULT
 
     print(DEFAULT.read_text(encoding="utf-8"), end="")
+
+
+@app.command("dataset")
+def dataset(
+    kb_name: str = typer.Argument(..., metavar="KB", help="the knowledge base the questions are answered from"),
+    pairs: Path = typer.Argument(..., metavar="PAIRS", help="JSONL of {question, answer, source}, or a JSON/JSONL "
+                                 "record collection indexed in KB (instruction + input = question, output = answer)"),
+    output: Path = typer.Option(..., "--output", "-o", help="training rows (JSONL, messages format)"),
+    k: int = typer.Option(3, "-k", help="sources in each prompt"),
+    holdout: int = typer.Option(50, help="rows held out (written beside OUTPUT as NAME.heldout.jsonl)"),
+    limit: Optional[int] = typer.Option(None, help="at most this many training rows"),
+    max_tokens: Optional[int] = typer.Option(None, help="skip rows longer than this many tokens (prompt and answer)"),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m",
+                              help="the model to be tuned: its tokenizer counts the context budget and --max-tokens"),
+    template: Optional[Path] = typer.Option(None, help="prompt template YAML (the one you will ask with)"),
+    seed: int = typer.Option(0, help="order of the pairs, the held-out choice and inserted-source positions"),
+    shuffle: bool = typer.Option(False, help="sources in random order, not best first (so the gold one is not "
+                                 "nearly always [1]); the held-out questions stay the same"),
+    root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Fine-tuning rows that answer from numbered sources and cite the gold one ("... [2]"); train on them with
+    `graft train --data OUTPUT --eval-data NAME.heldout.jsonl`."""
+    from graft.errors import ConfigError
+    from graft.models.load import load_tokenizer
+    from graft.rag import KnowledgeBase, load_template
+    from graft.rag.dataset import build_dataset, heldout_path, read_pairs, write_rows
+
+    if k < 1 or holdout < 0 or (limit is not None and limit < 1):
+        raise ConfigError("-k and --limit must be 1 or more, --holdout 0 or more")
+    kb = KnowledgeBase.open(kb_name, root)
+    tmpl = load_template(template)
+    tokenizer = load_tokenizer(model)
+    with RichProgress() as progress:
+        train_rows, held_rows, report = build_dataset(kb, read_pairs(pairs, kb), tmpl, tokenizer, k, holdout, limit,
+                                                      max_tokens, seed, shuffle, progress)
+    if not train_rows:
+        raise ConfigError(f"no training rows left from {pairs}", hint="lower --holdout, or raise --max-tokens")
+    write_rows(output, train_rows)
+    held_file = heldout_path(output)
+    if held_rows:
+        write_rows(held_file, held_rows)
+    if as_json:
+        print(json.dumps({**report.to_dict(), "output": str(output), "heldout_output": str(held_file) if held_rows
+                          else None}, indent=1))
+        return
+    out.print(f"{report.train} training rows -> {output}; {report.heldout} held out -> "
+              f"{held_file if held_rows else '(none)'}", highlight=False)
+    out.print(f"{report.pairs} pairs read; gold source put in where retrieval missed it: {report.gold_inserted}; "
+              f"skipped: {report.over_budget} gold past the context budget, {report.too_long} too long, "
+              f"{report.duplicates} repeated questions", highlight=False)
+    out.print("gold source number: " + ", ".join(f"[{n}] {c}" for n, c in report.gold_position.items()),
+              highlight=False)
