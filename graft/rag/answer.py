@@ -39,7 +39,12 @@ def build_prompt(kb: KnowledgeBase, question: str, template: RagTemplate, tokeni
     question = (question or "").strip()
     if not question:
         raise ConfigError("the question is empty")
-    hits = kb.search(question, k or template.k)
+    return prompt_from_hits(question, kb.search(question, k or template.k), template, tokenizer)
+
+
+def prompt_from_hits(question: str, hits: list[Hit], template: RagTemplate, tokenizer=None) -> RagPrompt:
+    """The chat messages over given sources, in their order and numbering (`build_prompt` after retrieval;
+    training rows whose sources were arranged by hand)."""
     rendered, kept, used = [], [], 0
     for hit in hits:
         block = render_source(template, hit)
@@ -49,7 +54,7 @@ def build_prompt(kb: KnowledgeBase, question: str, template: RagTemplate, tokeni
         rendered.append(block)
         kept.append(hit)
         used += cost
-    user = template.prompt.format(sources="\n\n".join(rendered), question=question)
+    user = template.prompt.format(sources="\n\n".join(rendered), question=question.strip())
     messages = ([{"role": "system", "content": template.system}] if template.system.strip() else []) + \
         [{"role": "user", "content": user}]
     return RagPrompt(messages, kept, template.generation_options(), len(hits) - len(kept))

@@ -1,7 +1,7 @@
 """Fine-tuning data that teaches a model to answer from numbered sources and cite the right one.
 
 Each question with a known answer and gold source becomes one chat row: the system and user
-messages exactly as `build_prompt` renders them over the k retrieved chunks, and the answer
+messages exactly as `graft rag ask` renders them (prompt_from_hits) over the k retrieved chunks, and the answer
 followed by the gold chunk's number, "... [2]". When retrieval misses the gold chunk it is put in
 at a random position (and counted), so every row has something correct to cite.
 
@@ -26,8 +26,9 @@ import numpy as np
 
 from graft.errors import DataError, DataRowError
 from graft.progress import NullProgress, Progress
-from graft.rag.answer import build_prompt, cited_numbers
+from graft.rag.answer import cited_numbers, prompt_from_hits
 from graft.rag.evaluate import Question
+from graft.rag.chunking import Chunk
 from graft.rag.kb import Hit, KnowledgeBase
 from graft.rag.template import RagTemplate
 
@@ -145,17 +146,6 @@ def _indexed_as(path: Path, kb: KnowledgeBase | None) -> str:
 # -- building rows -----------------------------------------------------------------------------------
 
 
-class _FixedHits:
-    """Stands in for a knowledge base inside `build_prompt`, so rows are rendered by the very code
-    `graft rag ask` uses, over a hit list that may hold an inserted gold chunk."""
-
-    def __init__(self, hits: list[Hit]):
-        self.hits = hits
-
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.hits
-
-
 def build_dataset(kb: KnowledgeBase, pairs: Sequence[Pair], template: RagTemplate, tokenizer=None, k: int = 3,
                   holdout: int = 0, limit: int | None = None, max_tokens: int | None = None, seed: int = 0,
                   shuffle: bool = False, progress: Progress | None = None) -> tuple[list[dict], list[dict], DatasetReport]:
@@ -170,8 +160,8 @@ def build_dataset(kb: KnowledgeBase, pairs: Sequence[Pair], template: RagTemplat
     order = list(range(len(pairs)))
     rng.shuffle(order)
     report = DatasetReport(pairs=len(pairs))
-    chunk_rows = _chunk_rows(kb)
-    vectors = kb._vectors
+    chunks, vectors = kb.chunks(), kb.vectors()
+    chunk_rows = _chunk_rows(chunks)
     train, held, seen = [], [], set()
     wanted = holdout + (limit if limit is not None else len(pairs))
     progress.start("build", total=min(wanted, len(pairs)))
@@ -186,7 +176,7 @@ def build_dataset(kb: KnowledgeBase, pairs: Sequence[Pair], template: RagTemplat
             if key in seen:
                 report.duplicates += 1
                 continue
-            row = _row(kb, pair, vector, template, tokenizer, k, rng, chunk_rows, vectors, report, shuffle)
+            row = _row(kb, pair, vector, template, tokenizer, k, rng, chunks, chunk_rows, vectors, report, shuffle)
             if row is None:
                 continue
             if max_tokens is not None and _length(tokenizer, row["messages"]) > max_tokens:
@@ -203,17 +193,16 @@ def build_dataset(kb: KnowledgeBase, pairs: Sequence[Pair], template: RagTemplat
     return train, held, report
 
 
-def _chunk_rows(kb: KnowledgeBase) -> dict[str, list[int]]:
+def _chunk_rows(chunks: Sequence[Chunk]) -> dict[str, list[int]]:
     """Vector rows of each source's chunks: the candidates when the gold chunk must be put in."""
-    kb._load()
     rows: dict[str, list[int]] = {}
-    for i, c in enumerate(kb._chunks):
+    for i, c in enumerate(chunks):
         rows.setdefault(c.source, []).append(i)
     return rows
 
 
 def _row(kb, pair: Pair, vector: np.ndarray, template: RagTemplate, tokenizer, k: int, rng: random.Random,
-         chunk_rows: dict[str, list[int]], vectors: np.ndarray, report: DatasetReport,
+         chunks: Sequence[Chunk], chunk_rows: dict[str, list[int]], vectors: np.ndarray, report: DatasetReport,
          shuffle: bool = False) -> dict | None:
     hits = kb.search_vector(vector, k)
     gold = next((h for h in hits if pair.relevant(h.chunk)), None)
@@ -221,19 +210,19 @@ def _row(kb, pair: Pair, vector: np.ndarray, template: RagTemplate, tokenizer, k
     if inserted:
         candidates = chunk_rows.get(pair.source) or [i for s, rows in chunk_rows.items()
                                                      if s.endswith("/" + pair.source) for i in rows]
-        candidates = [i for i in candidates if pair.relevant(kb._chunks[i])]
+        candidates = [i for i in candidates if pair.relevant(chunks[i])]
         if not candidates:
             raise DataRowError(pair.file, pair.row, "source", f"no chunk of knowledge base {kb.name} comes from "
                                f"{pair.source!r}" + (f" and contains {pair.contains!r}" if pair.contains else ""))
         best = max(candidates, key=lambda i: float(vectors[i] @ vector))
-        gold = Hit(0, float(vectors[best] @ vector), kb._chunks[best])
+        gold = Hit(0, float(vectors[best] @ vector), chunks[best])
         hits = hits[:k - 1]
         hits.insert(rng.randint(0, len(hits)), gold)
         report.gold_inserted += 1
     if shuffle:
         rng.shuffle(hits)
     hits = [Hit(n, h.score, h.chunk) for n, h in enumerate(hits, 1)]  # citation numbers follow the order shown
-    prompt = build_prompt(_FixedHits(hits), pair.question, template, tokenizer, k)
+    prompt = prompt_from_hits(pair.question, hits, template, tokenizer)
     number = next((h.n for h in prompt.sources if h.chunk.id == gold.chunk.id), None)
     if number is None:
         report.over_budget += 1

@@ -239,6 +239,20 @@ class KnowledgeBase:
                               hint="re-index into a new knowledge base")
         return embedder
 
+    def chunks(self) -> list[Chunk]:
+        """Every chunk, in vector-row order."""
+        with self._lock:
+            self._load()
+            return list(self._chunks)
+
+    def vectors(self) -> np.ndarray:
+        """The [chunks, dim] unit embeddings, row i for chunks()[i] (read-only)."""
+        with self._lock:
+            self._load()
+            view = self._vectors.view()
+            view.flags.writeable = False
+            return view
+
     # -- searching ------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
