@@ -90,11 +90,17 @@ def ask(
     table = Table("", "source", "score", "cited", title="sources", title_justify="left", box=None)
     for hit in result.sources:
         c = hit.chunk
-        where = c.source + (f" p. {c.page}" if c.page else "") + (f" ({c.title})" if c.title else "")
+        where = _cite(c)
         table.add_row(f"[{hit.n}]", escape(where), f"{hit.score:.3f}", "yes" if hit.n in result.cited else "")
     out.print(table)
     if prompt.left_out:
         out.print(f"[dim]{prompt.left_out} more retrieved chunks did not fit the template's context budget[/dim]")
+
+
+def _cite(chunk) -> str:
+    """source, then page (PDF) or line (when past the first), then the heading path."""
+    where = f" p. {chunk.page}" if chunk.page else (f":{chunk.line}" if chunk.line and chunk.line > 1 else "")
+    return chunk.source + where + (f" ({chunk.title})" if chunk.title else "")
 
 
 @app.command("search")
@@ -114,7 +120,7 @@ def search(
         return
     for h in hits:
         c = h.chunk
-        out.print(f"[bold][{h.n}] {escape(c.source)}[/bold]{escape(f' ({c.title})' if c.title else '')}  "
+        out.print(f"[bold][{h.n}] {escape(_cite(c))}[/bold]  "
                   f"[dim]score {h.score:.3f}[/dim]", highlight=False)
         snippet = " ".join(c.text.split())
         out.print(escape(snippet[:300] + ("..." if len(snippet) > 300 else "")), highlight=False)
