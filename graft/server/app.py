@@ -9,7 +9,8 @@ from fastapi import Depends, FastAPI
 
 import graft
 from graft.inference.pool import ModelPool
-from graft.server import datasets_api, errors, jobs_api, metrics, models_api, openai_api, runs_api, serving_api, ui_routes
+from graft.server import (datasets_api, errors, jobs_api, metrics, models_api, openai_api, rag_api, runs_api, serving_api,
+                          ui_routes)
 from graft.server.jobs_service import JobService
 from graft.server.metrics import Monitor
 from graft.server.security import require_token
@@ -44,6 +45,7 @@ def create_app(pool: ModelPool | None = None, settings: ServerSettings | None = 
     app.include_router(datasets_api.router, dependencies=guarded, max_body_size=datasets_api.body_limit(settings))
     app.include_router(models_api.router, dependencies=guarded)
     app.include_router(runs_api.router, dependencies=guarded)
+    app.include_router(rag_api.router, dependencies=guarded, max_body_size=datasets_api.body_limit(settings))  # document uploads
     app.include_router(ui_routes.router)  # pages hold no data; their API calls carry the token
     return app
 

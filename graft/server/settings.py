@@ -27,7 +27,8 @@ class ServerSettings(BaseModel):
     workers: int = Field(1, ge=0, description="jobs run at once by the embedded workers (0: none, e.g. Celery workers take them)")
     runs_root: str | None = Field(None, description="where jobs put run folders; None: GRAFT_HOME/runs")
     datasets_dir: str | None = Field(None, description="uploaded datasets; None: GRAFT_HOME/datasets")
-    max_upload_bytes: int = Field(50_000_000, ge=1, description="largest dataset upload")
+    max_upload_bytes: int = Field(50_000_000, ge=1, description="largest upload (a dataset; the documents of one request)")
+    rag_dir: str | None = Field(None, description="knowledge bases (graft rag); None: GRAFT_HOME/rag")
     broker_url: str | None = Field(None, description="Celery broker (redis://...): jobs go to remote workers instead")
 
     @field_validator("token", mode="before")
@@ -41,6 +42,9 @@ class ServerSettings(BaseModel):
 
     def datasets_path(self) -> Path:
         return Path(self.datasets_dir) if self.datasets_dir else graft_home() / "datasets"
+
+    def rag_path(self) -> Path:
+        return Path(self.rag_dir) if self.rag_dir else graft_home() / "rag"
 
     @classmethod
     def from_env(cls, **given) -> "ServerSettings":
