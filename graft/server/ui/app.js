@@ -11,6 +11,7 @@ const PAGES = {
   jobs: () => import("./jobs.js"),
   benchmarks: () => import("./benchmarks.js"),
   chat: () => import("./chat.js"),
+  rag: () => import("./rag.js"),
 };
 
 const main = document.getElementById("page");
