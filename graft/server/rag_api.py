@@ -282,7 +282,7 @@ def upload(kb: str, bases: Bases, settings: Settings,
     shown = _shown(base)
     for key in ("added", "updated", "unchanged", "removed"):
         out[key] = [shown(s) for s in out[key]]
-    out["skipped"] = [{"path": shown(source_name(Path(s["path"]))), "reason": s["reason"].replace(str(base.folder), kb)}
+    out["skipped"] = [{"path": shown(source_name(Path(s["path"]))), "reason": _unplaced(s["reason"], base)}
                       for s in out["skipped"]]
     return out
 
@@ -427,6 +427,13 @@ def _copy(stream, dest: Path, budget: int, limit: int) -> int:
                 raise HTTPException(413, f"{dest.name}: the upload is larger than the limit of {limit:,} bytes")
             out.write(block)
     return size
+
+
+def _unplaced(message: str, kb: KnowledgeBase) -> str:
+    """A message about an uploaded file, naming it as the client did, not by the server's path to it."""
+    for where in (str(kb.docs_dir.resolve()), source_name(kb.docs_dir), str(kb.docs_dir)):
+        message = message.replace(where + "/", "")
+    return message
 
 
 def _shown(kb: KnowledgeBase):

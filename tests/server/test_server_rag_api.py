@@ -252,6 +252,18 @@ def test_upload_names_cannot_leave_the_folder(http, site):
     assert len(list((folder / "docs").iterdir())) == 3
 
 
+def test_unreadable_files_are_reported_and_not_kept(http, site):
+    assert http.post("/api/rag", json={"name": "broken"}).status_code == 201
+    r = http.post("/api/rag/broken/documents", files=[("files", ("rows.json", "{not json")), ("files", ("blob.txt", b"\x00\x01\x02" * 50)),
+                                                      ("files", ("fine.md", "# Fine\n\nA readable note.\n"))])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["added"] == ["fine.md"] and sorted(s["path"] for s in body["skipped"]) == ["blob.txt", "rows.json"]
+    for skipped in body["skipped"]:
+        assert skipped["reason"].startswith(skipped["path"]) and str(site[1]) not in skipped["reason"], skipped
+    assert sorted(p.name for p in (site[1] / "broken" / "docs").iterdir()) == ["fine.md"]
+
+
 def test_over_the_limit_is_413_and_stores_nothing(http, site):
     assert http.post("/api/rag", json={"name": "big"}).status_code == 201
     before = http.get("/api/rag/big").json()
