@@ -28,7 +28,8 @@ from graft.inference.pool import ModelPool
 from graft.inference.stream import Reply
 from graft.models.catalog import CATALOG
 from graft.paths import safe_name
-from graft.rag import KnowledgeBase, KnowledgeBaseNotFoundError, cited_numbers, list_knowledge_bases, load_template, prompt_from_hits
+from graft.rag import (KnowledgeBase, KnowledgeBaseNotFoundError, cited_numbers, list_knowledge_bases, load_template,
+                       prompt_from_hits)
 from graft.rag.readers import SUPPORTED, source_name
 from graft.rag.vectors import KINDS
 from graft.server.errors import BadRequest, ErrorBody, graft_body
@@ -308,7 +309,7 @@ def ask(kb: str, body: AskRequest, bases: Bases, pool: Pool, settings: Settings,
     info = pool.info(body.model or pool.default)  # an unknown model is a 404 before any work
     if not base.meta["files"]:
         raise ConflictError(f"knowledge base {base.name!r} holds no documents yet", hint="upload some first")
-    template = load_template_cached()
+    template = _template()
     max_new = body.max_tokens or template.generation.max_tokens
     tokenizer = _tokenizer(pool, info.id)
     template = _fit(template, pool, info.id, tokenizer, body.question, max_new)
@@ -373,7 +374,7 @@ def _json(data: Any) -> str:
 
 
 @functools.cache
-def load_template_cached():
+def _template():
     """The shipped prompt template (the one `graft rag ask` uses without --template), read once."""
     return load_template()
 

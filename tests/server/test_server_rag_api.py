@@ -244,7 +244,8 @@ def test_upload_names_cannot_leave_the_folder(http, site):
     written = list(site[1].parent.rglob("escape*.md"))
     assert len(written) == 3 and all(p.parent == folder / "docs" for p in written)
     assert not Path("/etc/escape3.md").exists()
-    assert sorted(d["source"] for d in http.get("/api/rag/names").json()["documents"]) == ["escape.md", "escape2.md", "escape3.md"]
+    documents = http.get("/api/rag/names").json()["documents"]
+    assert sorted(d["source"] for d in documents) == ["escape.md", "escape2.md", "escape3.md"]
 
     for name in ("..", "notes.exe", "noext"):
         bad = http.post("/api/rag/names/documents", files={"files": (name, "text")})
@@ -254,8 +255,8 @@ def test_upload_names_cannot_leave_the_folder(http, site):
 
 def test_unreadable_files_are_reported_and_not_kept(http, site):
     assert http.post("/api/rag", json={"name": "broken"}).status_code == 201
-    r = http.post("/api/rag/broken/documents", files=[("files", ("rows.json", "{not json")), ("files", ("blob.txt", b"\x00\x01\x02" * 50)),
-                                                      ("files", ("fine.md", "# Fine\n\nA readable note.\n"))])
+    files = {"rows.json": "{not json", "blob.txt": b"\x00\x01\x02" * 50, "fine.md": "# Fine\n\nA readable note.\n"}
+    r = http.post("/api/rag/broken/documents", files=[("files", item) for item in files.items()])
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["added"] == ["fine.md"] and sorted(s["path"] for s in body["skipped"]) == ["blob.txt", "rows.json"]
