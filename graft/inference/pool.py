@@ -101,6 +101,10 @@ class ModelPool:
         """The module that serves `model_id` (shared ids return the same object)."""
         return self._entry(model_id).host.model
 
+    def tokenizer(self, model_id: str):
+        """The tokenizer of the model serving `model_id`."""
+        return self._entry(model_id).host.tokenizer
+
     def describe(self) -> str:
         lines = [f"base {self.base_id} ({self.base}, {self.dtype}), loaded once"]
         for info in self.models()[1:]:

@@ -38,6 +38,7 @@ from graft.rag.chunking import Chunk, check_sizes, chunk_document
 from graft.rag.readers import Skipped, expand, read_file, source_name
 
 FORMAT = 1
+MAX_NAME = 100  # a folder name; filesystems stop at 255 bytes
 
 
 class KnowledgeBaseNotFoundError(NotFoundError):
@@ -180,7 +181,7 @@ class KnowledgeBase:
             fresh: dict[str, tuple[Path, str, list[Chunk]]] = {}
             progress.start("read", total=len(files))
             for path in files:
-                source = source_name(path)
+                source = self.source_of(path)
                 digest = _sha256(path)
                 if known.get(source, {}).get("sha256") == digest:
                     report.unchanged.append(source)
@@ -224,6 +225,14 @@ class KnowledgeBase:
             report.chunks = len(self._chunks)
         report.seconds = round(time.perf_counter() - t0, 2)
         return report
+
+    def source_of(self, path: Path) -> str:
+        """How chunks of `path` cite it: an uploaded document by its name in docs/, any other file by
+        its path (relative to the working folder when under it)."""
+        try:
+            return Path(path).resolve().relative_to(self.docs_dir.resolve()).as_posix()
+        except ValueError:
+            return source_name(Path(path))
 
     def _embed(self, chunks: Sequence[Chunk], progress: Progress) -> np.ndarray:
         if not chunks:
@@ -346,6 +355,8 @@ def list_knowledge_bases(root: str | Path | None = None) -> list[dict]:
 
 
 def _name(name: str) -> str:
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"knowledge base name {name[:20]!r}... is {len(name)} characters; at most {MAX_NAME}")
     try:
         return safe_name(name)
     except ValueError as e:

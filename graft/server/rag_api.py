@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal
 
@@ -237,8 +236,8 @@ def create(body: CreateKnowledgeBase, bases: Bases) -> dict:
 @router.get("/{kb}", response_model=KnowledgeBaseDetail, responses=ERRORS)
 def describe(kb: str, bases: Bases) -> dict:
     base = bases.get(kb)
-    shown, docs = _shown(base), base.docs_dir.resolve()
-    documents = [{**f, "source": shown(f["source"]), "uploaded": Path(f.get("path", "")).parent == docs} for f in base.files()]
+    docs = base.docs_dir.resolve()
+    documents = [{**f, "uploaded": Path(f.get("path", "")).parent == docs} for f in base.files()]
     return {**base.info(), "documents": documents}
 
 
@@ -274,26 +273,20 @@ def upload(kb: str, bases: Bases, settings: Settings,
     paths = [base.docs_dir / name for name in dict.fromkeys(names)]
     report = base.add(paths)
     bases.saved(base)
-    unreadable = {source_name(Path(s.path)) for s in report.skipped}
+    unreadable = {s.path for s in report.skipped}
     for path in paths:  # an unreadable upload is not kept, unless an earlier version of it is indexed
-        source = source_name(path)
+        source = base.source_of(path)
         if source in unreadable and source not in base.meta["files"]:
             path.unlink(missing_ok=True)
     out = report.to_dict()
-    shown = _shown(base)
-    for key in ("added", "updated", "unchanged", "removed"):
-        out[key] = [shown(s) for s in out[key]]
-    out["skipped"] = [{"path": shown(source_name(Path(s["path"]))), "reason": _unplaced(s["reason"], base)}
-                      for s in out["skipped"]]
+    out["skipped"] = [{"path": s["path"], "reason": _unplaced(s["reason"], base)} for s in out["skipped"]]
     return out
 
 
 @router.post("/{kb}/search", response_model=list[HitOut], responses=ERRORS)
 def search(kb: str, body: SearchRequest, bases: Bases) -> list[dict]:
     """The k chunks closest in meaning to the query, best first."""
-    base = bases.get(kb)
-    shown = _shown(base)
-    return [{**h.to_dict(), "source": shown(h.chunk.source)} for h in base.search(body.query, body.k)]
+    return [h.to_dict() for h in bases.get(kb).search(body.query, body.k)]
 
 
 # -- asking ----------------------------------------------------------------------------------------
@@ -311,13 +304,9 @@ def ask(kb: str, body: AskRequest, bases: Bases, pool: Pool, settings: Settings,
         raise ConflictError(f"knowledge base {base.name!r} holds no documents yet", hint="upload some first")
     template = _template()
     max_new = body.max_tokens or template.generation.max_tokens
-    tokenizer = _tokenizer(pool, info.id)
+    tokenizer = pool.tokenizer(info.id)
     template = _fit(template, pool, info.id, tokenizer, body.question, max_new)
-    shown = _shown(base)
-    # the prompt names an uploaded document as the page shows it, not by the server's path to it (shorter, too)
-    hits = [replace(h, chunk=replace(h.chunk, source=shown(h.chunk.source)))
-            for h in base.search(body.question, body.k or template.k)]
-    prompt = prompt_from_hits(body.question, hits, template, tokenizer)
+    prompt = prompt_from_hits(body.question, base.search(body.question, body.k or template.k), template, tokenizer)
     options = {**prompt.generation, "max_new_tokens": max_new}
     if body.temperature is not None:
         options["temperature"] = body.temperature
@@ -379,16 +368,6 @@ def _template():
     return load_template()
 
 
-def _tokenizer(pool: ModelPool, model_id: str):
-    """The served model's tokenizer, which counts the sources' token budget; None: a character estimate."""
-    get = getattr(pool, "tokenizer", None)
-    if callable(get):
-        return get(model_id)
-    # ModelPool has no public accessor yet; its entries hold the tokenizer beside the model
-    entry = getattr(pool, "_entry", None)
-    return getattr(getattr(entry(model_id), "host", None), "tokenizer", None) if entry else None
-
-
 def _fit(template, pool: ModelPool, model_id: str, tokenizer, question: str, max_new: int):
     """The template with its source budget cut to what the model's context holds beside the question,
     the instructions and the answer (a small model's 512 or 2048 tokens, not the template's 1500)."""
@@ -435,9 +414,3 @@ def _unplaced(message: str, kb: KnowledgeBase) -> str:
     for where in (str(kb.docs_dir.resolve()), source_name(kb.docs_dir), str(kb.docs_dir)):
         message = message.replace(where + "/", "")
     return message
-
-
-def _shown(kb: KnowledgeBase):
-    """source -> how the API shows it: an uploaded document by its name in docs/, not the server's path."""
-    prefix = source_name(kb.docs_dir) + "/"
-    return lambda source: source[len(prefix):] if source.startswith(prefix) else source

@@ -177,3 +177,13 @@ def test_two_writers_on_one_knowledge_base_lose_nothing(kb, tmp_path):
     after = KnowledgeBase.open("kb", tmp_path / "kbs")
     assert after.info()["files"] == len(DOCS) + 2  # neither writer's update overwrote the other's
     assert {h.chunk.source.rsplit("/", 1)[-1] for h in after.search("team meetings", 10)} >= {"a.txt", "b.txt"}
+
+
+def test_uploaded_documents_cite_by_their_name_and_long_names_are_refused(kb, tmp_path):
+    kb.docs_dir.mkdir(exist_ok=True)
+    (kb.docs_dir / "manual.md").write_text("# Manual\n\nHold the reset button for ten seconds to restore defaults.")
+    report = kb.add([kb.docs_dir / "manual.md"])
+    assert report.added == ["manual.md"]
+    assert kb.search("restore factory settings", 1)[0].chunk.source == "manual.md"
+    with pytest.raises(ConfigError, match="at most 100"):
+        KnowledgeBase.create("x" * 300, root=tmp_path / "kbs")

@@ -16,8 +16,10 @@ const PAGES = {
 
 const main = document.getElementById("page");
 let cleanup = null;
+let shown = 0;  // counts show() calls: a page that finishes loading after the user moved on is dropped
 
 async function show() {
+  const mine = ++shown;
   const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
   const page = PAGES[name] ? name : "models";
   if (cleanup) { cleanup(); cleanup = null; }
@@ -27,10 +29,18 @@ async function show() {
   fill(main, h("p", { className: "muted" }, "Loading…"));
   try {
     const module = await PAGES[page]();
-    fill(main);
-    cleanup = (await module.render(main, rest.map(decodeURIComponent).join("/"))) || null;
+    if (mine !== shown) return;
+    // each page renders into its own view: once the next show() replaces it, a late write lands nowhere
+    const view = h("div", { className: "view" });
+    fill(main, view);
+    const stop = (await module.render(view, rest.map(decodeURIComponent).join("/"))) || null;
+    if (mine !== shown) {  // superseded while loading: stop its streams
+      if (stop) stop();
+      return;
+    }
+    cleanup = stop;
   } catch (error) {
-    fill(main, h("p", { className: "error", role: "alert" }, error.message));
+    if (mine === shown) fill(main, h("p", { className: "error", role: "alert" }, error.message));
   }
 }
 
