@@ -158,6 +158,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="also write the JSON here (e.g. benchmarks/results/rag_eval.json)")
     args = ap.parse_args()
 
+    import torch
+
     from graft.rag import KnowledgeBase, evaluate_retrieval, read_questions
     from graft.rag.readers import read_file, source_name
 
@@ -221,8 +223,9 @@ def main() -> None:
                    "documents_by_part": dict(part_docs), "chunks_by_part": dict(part_chunks),
                    "alpaca_records": part_docs["alpaca"]},
         "settings": {"embedder": args.embedder, "chunk_size": args.chunk_size, "overlap": args.overlap,
-                     "ks": list(ks), "threads": __import__("torch").get_num_threads()},
-        "questions": {"n": len(questions), "by_part": {p: sum(part_of(q.source) == p for q in questions) for p in PARTS},
+                     "ks": list(ks), "threads": torch.get_num_threads()},
+        "questions": {"n": len(questions),
+                      "by_part": {p: sum(part_of(q.source) == p for q in questions) for p in PARTS},
                       "labels": labels},
         "embedder_load_s": round(load_s, 2),
         "index_s": report.seconds,
