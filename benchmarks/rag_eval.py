@@ -125,21 +125,17 @@ def scores(ranks: list, ks: tuple[int, ...]) -> dict:
 
 
 def with_index(kb, kind: str, root: Path):
-    """The same chunks and vectors under another index kind: a copy of the knowledge base whose
-    index file is dropped, so graft rebuilds it from the stored vectors as `kind`."""
+    """The same chunks and vectors under another index kind: a copy of the knowledge base, reindexed
+    from its stored vectors (nothing re-embedded)."""
     from graft.rag import KnowledgeBase
 
     if kind == kb.meta["index"]:
         return kb
     name = f"{kb.name}-{kind}"
-    folder = root / name
-    shutil.copytree(kb.folder, folder)
-    meta = json.loads((folder / "kb.json").read_text())
-    meta.update(name=name, index=kind)
-    (folder / "kb.json").write_text(json.dumps(meta, indent=1))
-    for f in folder.glob("index.*.faiss"):
-        f.unlink()
-    return KnowledgeBase.open(name, root)
+    shutil.copytree(kb.folder, root / name)
+    copy = KnowledgeBase.open(name, root)
+    copy.reindex(kind)
+    return copy
 
 
 def main() -> None:

@@ -50,6 +50,21 @@ def index(
               f"chunks embedded in {report.seconds:.1f} s; {report.chunks} chunks in all ({kb.folder})", highlight=False)
 
 
+@app.command("reindex")
+def reindex(
+    kb_name: str = typer.Argument(..., metavar="KB"),
+    index_kind: str = typer.Option(..., "--index", help="flat | ivf | hnsw"),
+    root: Optional[Path] = typer.Option(None, help=ROOT_HELP),
+) -> None:
+    """Rebuild a knowledge base's index as another kind from its stored vectors (no re-embedding)."""
+    from graft.rag import KnowledgeBase
+
+    kb = KnowledgeBase.open(kb_name, root)
+    before = kb.meta["index"]
+    kb.reindex(index_kind)
+    out.print(f"{kb.name}: {before} -> {index_kind} index over {kb.info()['chunks']} chunks")
+
+
 @app.command("ask")
 def ask(
     kb_name: str = typer.Argument(..., metavar="KB", help="the knowledge base"),

@@ -147,15 +147,15 @@ class KnowledgeBase:
 
     @property
     def name(self) -> str:
-        return self.meta["name"]
+        return self.folder.name  # a copied or renamed folder is a knowledge base of its new name
 
     @property
     def docs_dir(self) -> Path:
         return self.folder / "docs"
 
     def info(self) -> dict:
-        keys = ("name", "embedder", "dim", "index", "chunk_size", "overlap", "created", "updated")
-        return {**{k: self.meta[k] for k in keys}, "files": len(self.meta["files"]),
+        keys = ("embedder", "dim", "index", "chunk_size", "overlap", "created", "updated")
+        return {"name": self.name, **{k: self.meta[k] for k in keys}, "files": len(self.meta["files"]),
                 "chunks": sum(f["chunks"] for f in self.meta["files"].values())}
 
     def files(self) -> list[dict]:
@@ -225,6 +225,14 @@ class KnowledgeBase:
             report.chunks = len(self._chunks)
         report.seconds = round(time.perf_counter() - t0, 2)
         return report
+
+    def reindex(self, kind: str) -> None:
+        """Rebuild the FAISS index as `kind` from the stored vectors (nothing is re-embedded)."""
+        vec.check_kind(kind)
+        with self._lock, _writing(self.folder):
+            self._refresh()
+            self.meta["index"], self.meta["updated"], self._index = kind, _now(), None
+            self._save()
 
     def source_of(self, path: Path) -> str:
         """How chunks of `path` cite it: an uploaded document by its name in docs/, any other file by

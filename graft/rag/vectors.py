@@ -1,6 +1,6 @@
 """FAISS indexes over unit vectors, searched by inner product (= cosine similarity).
 
-`flat` is exact and the default; `ivf` (k-means cells, `nprobe` of them searched) and `hnsw` (a
+`flat` is exact and the default; `ivf` (k-means cells, a quarter of them searched) and `hnsw` (a
 graph) trade a little recall for speed on large collections. All are rebuilt from the stored
 vectors when the collection changes, which keeps every kind simple to update (HNSW cannot delete).
 """
@@ -37,7 +37,8 @@ def build(vectors: np.ndarray, kind: str = "flat", dim: int | None = None):
         cells = max(1, min(int(np.sqrt(n)), n // 39))  # FAISS wants ~39 training points per cell
         index = lib.IndexIVFFlat(lib.IndexFlatIP(d), d, cells, lib.METRIC_INNER_PRODUCT)
         index.train(vectors)
-        index.nprobe = max(1, cells // 8)
+        # a quarter of the cells, at least 8: fewer lost exact top-10 hits on a few thousand vectors
+        index.nprobe = min(cells, max(8, cells // 4))
     elif kind == "hnsw":
         index = lib.IndexHNSWFlat(d, 32, lib.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 64

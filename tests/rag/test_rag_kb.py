@@ -187,3 +187,15 @@ def test_uploaded_documents_cite_by_their_name_and_long_names_are_refused(kb, tm
     assert kb.search("restore factory settings", 1)[0].chunk.source == "manual.md"
     with pytest.raises(ConfigError, match="at most 100"):
         KnowledgeBase.create("x" * 300, root=tmp_path / "kbs")
+
+
+def test_reindex_changes_the_kind_without_embedding(kb, tmp_path, monkeypatch):
+    before = [h.chunk.id for h in kb.search("pump noise", 3)]
+    monkeypatch.setattr(KnowledgeBase, "_embed", lambda *a: pytest.fail("reindexing must not embed"))
+    kb.reindex("hnsw")
+    again = KnowledgeBase.open("kb", tmp_path / "kbs")
+    assert again.info()["index"] == "hnsw"
+    monkeypatch.undo()
+    assert [h.chunk.id for h in again.search("pump noise", 3)] == before
+    with pytest.raises(ConfigError, match="unknown index kind"):
+        again.reindex("annoy")
