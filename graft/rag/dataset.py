@@ -30,6 +30,7 @@ from graft.rag.answer import cited_numbers, prompt_from_hits
 from graft.rag.evaluate import Question
 from graft.rag.chunking import Chunk
 from graft.rag.kb import Hit, KnowledgeBase
+from graft.rag.readers import numbered_records
 from graft.rag.template import RagTemplate
 
 EMBED_BATCH = 256
@@ -103,24 +104,8 @@ def read_pairs(path: str | Path, kb: KnowledgeBase | None = None) -> list[Pair]:
 
 
 def _rows(path: Path) -> list[tuple[int, object]]:
-    """(row number, value): JSONL by line number, a JSON array from 1 -- the numbering of FILE#ROW sources."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".jsonl":
-        out = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append((n, json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise DataRowError(str(path), n, None, f"not JSON ({e.msg})") from e
-        return out
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not JSON ({e.msg} at line {e.lineno}); pairs are .jsonl or a .json list") from e
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a list of rows, not a {type(data).__name__}")
-    return list(enumerate(data, 1))
+    """(row number, value), numbered as FILE#ROW sources are."""
+    return numbered_records(path, path.read_text(encoding="utf-8-sig"))
 
 
 def _text(row: dict, key: str, path: Path, n: int) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graft.errors import DataError
+from graft.errors import DataError, DataRowError
 
 TEXT = {".txt", ".text", ".rst", ".log"}
 MARKDOWN = {".md", ".markdown"}
@@ -157,6 +157,15 @@ def _pdf(path: Path, data: bytes, source: str) -> Document:
 
 
 def _records(path: Path, text: str, source: str, encoding: str) -> Iterator[Document]:
+    for n, row in numbered_records(path, text):
+        body = record_text(row)
+        if body.strip():
+            yield Document(f"{source}#{n}", body, "record", encoding)
+
+
+def numbered_records(path: Path, text: str) -> list[tuple[int, object]]:
+    """(row, record) of a .jsonl (row = line number) or a .json list (row = position from 1): the
+    numbering of FILE#ROW sources."""
     if path.suffix.lower() == ".jsonl":
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -164,19 +173,16 @@ def _records(path: Path, text: str, source: str, encoding: str) -> Iterator[Docu
                 try:
                     rows.append((n, json.loads(line)))
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path} line {n}: not JSON ({e.msg})") from e
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
-        if not isinstance(data, list):
-            raise DataError(f"{path}: a JSON file of documents must hold a list of records, not a {type(data).__name__}")
-        rows = list(enumerate(data, 1))
-    for n, row in rows:
-        body = record_text(row)
-        if body.strip():
-            yield Document(f"{source}#{n}", body, "record", encoding)
+                    raise DataRowError(str(path), n, None, f"not JSON ({e.msg})") from e
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not JSON ({e.msg} at line {e.lineno})", hint="records are a .json list or "
+                        ".jsonl lines") from e
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records, not a {type(data).__name__}")
+    return list(enumerate(data, 1))
 
 
 def record_text(row) -> str:

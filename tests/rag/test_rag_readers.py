@@ -72,14 +72,14 @@ def test_json_records_become_documents_with_rows(tmp_path):
 def test_jsonl_bad_line_is_named(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"text": "fine"}\n{broken\n')
-    with pytest.raises(DataError, match=r"rows.jsonl line 2"):
+    with pytest.raises(DataError, match=r"rows.jsonl row 2"):
         read_file(path)
 
 
 def test_json_that_is_not_a_list(tmp_path):
     path = tmp_path / "obj.json"
     path.write_text('{"a": 1}')
-    with pytest.raises(DataError, match="must hold a list"):
+    with pytest.raises(DataError, match="expected a JSON list"):
         read_file(path)
 
 
