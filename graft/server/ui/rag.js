@@ -20,7 +20,7 @@ export async function render(main, preselect) {
   const report = h("div", { id: "rag-report", className: "status" });
 
   const model = h("select", { id: "rag-model", name: "model" });
-  const k = h("input", { type: "number", name: "k", min: 1, max: 100, value: 5 });
+  const k = h("input", { type: "number", name: "k", min: 1, max: 100, value: 10 });
   const temperature = h("input", { type: "number", name: "temperature", min: 0, max: 2, step: 0.1, value: 0 });
   const maxTokens = h("input", { type: "number", name: "max_tokens", min: 1, value: 256 });
   const question = h("textarea", { id: "rag-question", rows: 2, placeholder: "Ask a question about the documents… (Enter asks)" });
