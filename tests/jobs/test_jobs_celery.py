@@ -163,7 +163,8 @@ def test_stopped_worker_requeues_and_next_worker_resumes(redis_url, postgres_url
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
     stopped = store.get(job.id)
-    assert stopped.status == "queued", (stopped, (tmp_path / "worker1.log").read_text()[-3000:])
+    why = [e["payload"] for kind in ("status", "log") for e in store.events(job.id, kind=kind)[-2:]]  # if it fails
+    assert stopped.status == "queued", (stopped.status, stopped.error, why, (tmp_path / "worker1.log").read_text()[-2000:])
     assert queue.llen("graft") == 1  # announced again, for any worker still up
 
     worker = start_worker(redis_url, postgres_url, runs, tmp_path / "worker2.log")
