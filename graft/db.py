@@ -43,6 +43,7 @@ def engine(where: str | Path | None = None) -> Engine:
             event.listen(made, "connect", _sqlite_pragmas)
         else:
             made = create_engine(url, pool_pre_ping=True)
+            event.listen(made, "handle_error", _failed_ping_is_a_disconnect)
         _ENGINES[url] = made
     return _ENGINES[url]
 
@@ -51,6 +52,16 @@ def ensure_tables(metadata: MetaData, where: str | Path | None = None) -> Engine
     made = engine(where)
     metadata.create_all(made)
     return made
+
+
+def _failed_ping_is_a_disconnect(context) -> None:
+    # A query cut short by KeyboardInterrupt (a job stopped mid-write) goes back to the pool still
+    # busy; the pre-ping on its next checkout then fails with an error the driver does not call a
+    # disconnect, and that error reached the caller. Any failed ping means the connection is unusable:
+    # marked so, the pool drops it and connects afresh.
+    # (A KeyboardInterrupt during the ping itself stays what it is: the caller must see it.)
+    if context.is_pre_ping and isinstance(context.original_exception, Exception):
+        context.is_disconnect = True
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -25,12 +25,13 @@ def run_dir_for(job: Job, runs_root: str | Path) -> Path | None:
     return Path(runs_root) / safe_name(job.spec.get("run_name") or job.id)
 
 
-def execute(store: JobStore, job: Job, runs_root: str | Path) -> dict:
+def execute(store: JobStore, job: Job, runs_root: str | Path, overdue_stop=None) -> dict:
+    """Run the job; `overdue_stop()` (see JobProgress) names a stop the job has not yet noticed."""
     runs_root = Path(runs_root)
     run_dir = run_dir_for(job, runs_root)
     if run_dir is not None:
         store.set_run_dir(job.id, run_dir)
-    progress = JobProgress(store, job.id, run_dir / "metrics.jsonl" if run_dir else None)
+    progress = JobProgress(store, job.id, run_dir / "metrics.jsonl" if run_dir else None, overdue_stop=overdue_stop)
     result = RUNNERS[job.kind](store, job, runs_root, progress)
     return json.loads(json.dumps(result, default=str))  # Paths and numpy scalars become plain JSON
 

@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from graft.jobs.store import JobStore
 
 
 class JobProgress:
-    def __init__(self, store: JobStore, job_id: str, metrics_file: str | Path | None = None, every_s: float = 0.5):
+    def __init__(self, store: JobStore, job_id: str, metrics_file: str | Path | None = None, every_s: float = 0.5,
+                 overdue_stop: Callable[[], str | None] | None = None):
         self.store, self.job_id, self.every_s = store, job_id, every_s
+        # the reason of a stop whose SIGINT should have landed by now: a signal that arrives inside a
+        # database driver's wait can be swallowed there, and the job would then run on
+        self.overdue_stop, self._stopped = overdue_stop, False
         self.tasks: dict[str, dict[str, Any]] = {}  # every task seen: a final eval must not hide the training
         self.current: str | None = None
         self._last_write = 0.0
@@ -33,6 +37,10 @@ class JobProgress:
         self._write(force=True)
 
     def advance(self, task: str, n: int = 1, **fields: Any) -> None:
+        reason = self.overdue_stop() if self.overdue_stop and not self._stopped else None
+        if reason:
+            self._stopped = True
+            raise KeyboardInterrupt(reason)  # the same way out as the signal: the run checkpoints
         self.current = task
         state = self.tasks.setdefault(task, {"task": task, "completed": 0, "total": None})
         state["completed"] += n

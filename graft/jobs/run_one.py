@@ -13,12 +13,14 @@ import argparse
 import os
 import signal
 import threading
+import time
 import traceback
 
 from graft.errors import GraftError
 from graft.jobs.store import LOST, JobStore, resumable, worker_id
 
 HEARTBEAT_S = 1.0
+GRACE_S = 2.0  # after this, a stop the job has not noticed is raised at its next progress report
 
 
 class _Watch:
@@ -27,6 +29,7 @@ class _Watch:
     def __init__(self, store: JobStore, job_id: str, me: str):
         self.store, self.job_id, self.me = store, job_id, me
         self.reason: str | None = None
+        self.at: float | None = None  # when the interrupt was sent
         self.parent = os.getppid()
         self.done = threading.Event()
 
@@ -45,8 +48,12 @@ class _Watch:
 
     def interrupt(self, reason: str) -> None:
         if self.reason is None and not self.done.is_set():
-            self.reason = reason
+            self.reason, self.at = reason, time.monotonic()
             os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in the main thread, as Ctrl-C
+
+    def overdue(self) -> str | None:
+        """The reason, once the SIGINT had time to land and the job still reports progress."""
+        return self.reason if self.at is not None and time.monotonic() - self.at > GRACE_S else None
 
 
 def run(job_id: str, db: str, runs_root: str) -> int:
@@ -60,7 +67,7 @@ def run(job_id: str, db: str, runs_root: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: watch.interrupt("stopped: the worker pool is stopping"))
     threading.Thread(target=watch.run, daemon=True, name="job-watch").start()
     try:
-        result = execute(store, job, runs_root)
+        result = execute(store, job, runs_root, overdue_stop=watch.overdue)
         watch.done.set()
         store.finish(job_id, "completed", result, worker=me)
     except KeyboardInterrupt:

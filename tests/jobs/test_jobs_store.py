@@ -182,3 +182,14 @@ def test_job_progress_throttles_and_reports_metric_rows(store, tmp_path):
     assert store.get(job.id).progress == {**train, "tasks": {"train": train}}
     seqs = [e["seq"] for e in store.events(job.id)]
     assert store.events(job.id, after=seqs[-2]) == store.events(job.id)[-1:]
+
+
+def test_a_stop_the_job_missed_is_raised_at_its_next_progress_report(store):
+    job = store.submit("evaluate", {"run": "r"})
+    reason = []
+    progress = JobProgress(store, job.id, overdue_stop=lambda: reason[0] if reason else None)
+    progress.advance("eval")  # nothing asked yet
+    reason.append("stopped: the worker pool is stopping")
+    with pytest.raises(KeyboardInterrupt, match="worker pool"):
+        progress.advance("eval")
+    progress.advance("eval")  # raised once: the run's own interrupt handling goes on undisturbed
