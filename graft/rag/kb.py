@@ -89,8 +89,9 @@ class IndexReport:
 
 
 class KnowledgeBase:
-    def __init__(self, folder: Path, meta: dict):
+    def __init__(self, folder: Path, meta: dict, seen: tuple = ()):
         self.folder, self.meta = folder, meta
+        self._seen = seen  # kb.json's stamp when self.meta was read from it or written to it
         self._lock = threading.RLock()  # one writer at a time; searches see a consistent snapshot
         self._chunks: list[Chunk] | None = None
         self._files_of: list[str] = []
@@ -123,7 +124,8 @@ class KnowledgeBase:
         base = kb_root(root)
         folder = base / _name(name)
         meta_file = folder / "kb.json"
-        if not meta_file.is_file():
+        seen = _stamp(meta_file)  # before reading: an update landing in between is caught up with later
+        if not seen:
             raise KnowledgeBaseNotFoundError(name, base)
         try:
             meta = json.loads(meta_file.read_text())
@@ -131,7 +133,7 @@ class KnowledgeBase:
             raise DataError(f"{meta_file}: not valid JSON ({e.msg})", hint="rebuild the knowledge base") from e
         if meta.get("format") != FORMAT:
             raise DataError(f"{meta_file}: knowledge-base format {meta.get('format')!r}, this graft reads {FORMAT}")
-        return cls(folder, meta)
+        return cls(folder, meta, seen)
 
     @classmethod
     def open_or_create(cls, name: str, root: str | Path | None = None, **settings) -> "KnowledgeBase":
@@ -154,11 +156,15 @@ class KnowledgeBase:
         return self.folder / "docs"
 
     def info(self) -> dict:
+        with self._lock:
+            self._catch_up()
         keys = ("embedder", "dim", "index", "chunk_size", "overlap", "created", "updated")
         return {"name": self.name, **{k: self.meta[k] for k in keys}, "files": len(self.meta["files"]),
                 "chunks": sum(f["chunks"] for f in self.meta["files"].values())}
 
     def files(self) -> list[dict]:
+        with self._lock:
+            self._catch_up()
         return [{"source": s, **f} for s, f in sorted(self.meta["files"].items())]
 
     def delete(self) -> None:
@@ -259,13 +265,13 @@ class KnowledgeBase:
     def chunks(self) -> list[Chunk]:
         """Every chunk, in vector-row order."""
         with self._lock:
-            self._load()
+            self._refresh()
             return list(self._chunks)
 
     def vectors(self) -> np.ndarray:
         """The [chunks, dim] unit embeddings, row i for chunks()[i] (read-only)."""
         with self._lock:
-            self._load()
+            self._refresh()
             view = self._vectors.view()
             view.flags.writeable = False
             return view
@@ -286,7 +292,7 @@ class KnowledgeBase:
             raise ConfigError(f"a query vector of shape {tuple(query.shape)} for knowledge base {self.name!r}, whose "
                               f"vectors have {self.meta['dim']} dimensions")
         with self._lock:
-            self._load()
+            self._refresh()
             if self._index is None:
                 self._index = vec.build(self._vectors, self.meta["index"], self.meta["dim"])
             rows = vec.search(self._index, query, k)
@@ -294,11 +300,22 @@ class KnowledgeBase:
 
     # -- storage --------------------------------------------------------------------------------
 
-    def _refresh(self) -> None:
-        """Catch up with an update another process (or KnowledgeBase object) committed since we read."""
-        meta = json.loads((self.folder / "kb.json").read_text())
+    def _catch_up(self) -> None:
+        """Adopt an update another process (or KnowledgeBase object) committed since kb.json was read:
+        a long-lived object (the server's) then answers from what is on disk. A stat when nothing changed."""
+        meta_file = self.folder / "kb.json"
+        seen = _stamp(meta_file)
+        if seen == self._seen:
+            return
+        if not seen:
+            raise KnowledgeBaseNotFoundError(self.name, self.folder.parent)
+        meta = json.loads(meta_file.read_text())
+        self._seen = seen
         if meta.get("generation") != self.meta.get("generation"):
             self.meta, self._chunks, self._index = meta, None, None
+
+    def _refresh(self) -> None:
+        self._catch_up()
         self._load()
 
     def _load(self) -> None:
@@ -343,6 +360,7 @@ class KnowledgeBase:
         np.save(vectors_file, self._vectors, allow_pickle=False)
         vec.save(self._index, index_file)
         _write(self.folder / "kb.json", json.dumps({**self.meta, "generation": generation}, indent=1))
+        self._seen = _stamp(self.folder / "kb.json")
         self.meta["generation"] = generation
         current = {p.name for p in (chunks_file, vectors_file, index_file)}
         for stale in self.folder.glob("*.*.*"):
@@ -369,6 +387,15 @@ def _name(name: str) -> str:
         return safe_name(name)
     except ValueError as e:
         raise ConfigError(f"knowledge base name: {e}") from e
+
+
+def _stamp(meta_file: Path) -> tuple:
+    """What tells one kb.json from the next: it is replaced, never edited in place (a new inode). () when absent."""
+    try:
+        st = meta_file.stat()
+    except FileNotFoundError:
+        return ()
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 @contextmanager

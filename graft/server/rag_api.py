@@ -161,52 +161,37 @@ class AnswerOut(BaseModel):
 
 class OpenBases:
     """The app's open knowledge bases, one object per name, so searches reuse its loaded chunks, vectors
-    and index instead of reading them per request. A base changed on disk by another writer (`graft rag
-    index`, another server) is opened again: a search would not see that change by itself."""
+    and index instead of reading them per request (each object catches up with changes made on disk by
+    other writers itself: `graft rag index`, another server)."""
 
     def __init__(self, root: Path):
         self.root = root
-        self._open: dict[str, tuple[KnowledgeBase, tuple]] = {}
+        self._open: dict[str, KnowledgeBase] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> KnowledgeBase:
         with self._lock:
-            kb, stamp = self._open.get(name, (None, None))
-            if kb is None or stamp != _stamp(kb.folder):
+            kb = self._open.get(name)
+            if kb is None or not (kb.folder / "kb.json").is_file():  # new to us, or deleted by another writer
                 self._open.pop(name, None)
                 try:
                     kb = KnowledgeBase.open(name, self.root)  # not there: KnowledgeBaseNotFoundError, a 404
                 except OSError:  # a name no folder can have (too long for the filesystem): no such base either
                     raise KnowledgeBaseNotFoundError(name, self.root) from None
-                self._open[name] = (kb, _stamp(kb.folder))
+                self._open[name] = kb
             return kb
 
     def create(self, **settings) -> KnowledgeBase:
         with self._lock:
             kb = KnowledgeBase.create(root=self.root, **settings)
-            self._open[settings["name"]] = (kb, _stamp(kb.folder))
+            self._open[settings["name"]] = kb
             return kb
-
-    def saved(self, kb: KnowledgeBase) -> None:
-        """`kb` wrote itself: what is on disk now is what it holds (no need to open it again)."""
-        with self._lock:
-            for name, (known, _) in list(self._open.items()):
-                if known is kb:
-                    self._open[name] = (kb, _stamp(kb.folder))
 
     def delete(self, name: str) -> None:
         kb = self.get(name)
         with self._lock:
             kb.delete()
             self._open.pop(name, None)
-
-
-def _stamp(folder: Path) -> tuple:
-    try:
-        st = (folder / "kb.json").stat()
-    except FileNotFoundError:
-        return ()
-    return st.st_ino, st.st_mtime_ns, st.st_size  # kb.json is replaced, never edited in place: a new inode
 
 
 def _bases(request: Request) -> OpenBases:
@@ -272,7 +257,6 @@ def upload(kb: str, bases: Bases, settings: Settings,
         shutil.rmtree(staging, ignore_errors=True)
     paths = [base.docs_dir / name for name in dict.fromkeys(names)]
     report = base.add(paths)
-    bases.saved(base)
     unreadable = {s.path for s in report.skipped}
     for path in paths:  # an unreadable upload is not kept, unless an earlier version of it is indexed
         source = base.source_of(path)

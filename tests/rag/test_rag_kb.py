@@ -199,3 +199,15 @@ def test_reindex_changes_the_kind_without_embedding(kb, tmp_path, monkeypatch):
     assert [h.chunk.id for h in again.search("pump noise", 3)] == before
     with pytest.raises(ConfigError, match="unknown index kind"):
         again.reindex("annoy")
+
+
+def test_a_long_lived_object_sees_what_another_writer_committed(kb, tmp_path):
+    reader = KnowledgeBase.open("kb", tmp_path / "kbs")
+    reader.search("pump", 1)  # loaded now
+    (tmp_path / "late.txt").write_text("The lighthouse keeper winds the lamp clockwork every dusk.")
+    KnowledgeBase.open("kb", tmp_path / "kbs").add([tmp_path / "late.txt"])
+    assert reader.info()["files"] == len(DOCS) + 1
+    assert reader.search("who tends the lighthouse lamp?", 1)[0].chunk.source.endswith("late.txt")
+    KnowledgeBase.open("kb", tmp_path / "kbs").delete()
+    with pytest.raises(KnowledgeBaseNotFoundError):
+        reader.search("pump", 1)
