@@ -80,14 +80,15 @@ def ask(
 ) -> None:
     """Retrieve the chunks closest to QUESTION, answer from them, and list the sources used."""
     from graft.inference import load_for_inference, stream_reply
-    from graft.rag import KnowledgeBase, answer, build_prompt, load_template
+    from graft.rag import KnowledgeBase, answer, build_prompt, fit_to_context, load_template
 
     kb = KnowledgeBase.open(kb_name, root)
     tmpl = load_template(template)
     loaded = load_for_inference(model, merge=True).generative()
+    max_new = max_tokens or tmpl.generation.max_tokens
+    tmpl = fit_to_context(tmpl, loaded.model, loaded.tokenizer, question, max_new)
     prompt = build_prompt(kb, question, tmpl, loaded.tokenizer, k)
-    if max_tokens is not None:
-        prompt.generation["max_new_tokens"] = max_tokens
+    prompt.generation["max_new_tokens"] = max_new
     if temperature is not None:
         prompt.generation["temperature"] = temperature
     if show_prompt and not as_json:

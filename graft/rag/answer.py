@@ -60,6 +60,23 @@ def prompt_from_hits(question: str, hits: list[Hit], template: RagTemplate, toke
     return RagPrompt(messages, kept, template.generation_options(), len(hits) - len(kept))
 
 
+CHAT_MARKUP = 32  # tokens a chat template adds around the messages (role markers, the assistant opening)
+
+
+def fit_to_context(template: RagTemplate, model, tokenizer, question: str, max_new_tokens: int) -> RagTemplate:
+    """The template with its source budget cut to what `model`'s context holds beside the question, the
+    instructions and the answer (a small model's 512 or 2048 tokens, not the template's 1500)."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(context, int):
+        return template
+    fixed = template.system + template.prompt.format(sources="", question=question)
+    used = len(tokenizer(fixed, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(fixed) // 4
+    room = context - max_new_tokens - used - CHAT_MARKUP
+    if room >= template.max_context_tokens:
+        return template
+    return template.model_copy(update={"max_context_tokens": max(16, room)})
+
+
 def render_source(template: RagTemplate, hit: Hit) -> str:
     c = hit.chunk
     return template.source.format(n=hit.n, source=c.source, title=f" ({c.title})" if c.title else "",

@@ -23,12 +23,11 @@ from fastapi.sse import format_sse_event
 from pydantic import BaseModel, Field, field_validator
 
 from graft.errors import ConflictError, GraftError
-from graft.inference.pool import ModelPool
 from graft.inference.stream import Reply
 from graft.models.catalog import CATALOG
 from graft.paths import safe_name
-from graft.rag import (KnowledgeBase, KnowledgeBaseNotFoundError, cited_numbers, list_knowledge_bases, load_template,
-                       prompt_from_hits)
+from graft.rag import (KnowledgeBase, KnowledgeBaseNotFoundError, cited_numbers, fit_to_context, list_knowledge_bases,
+                       load_template, prompt_from_hits)
 from graft.rag.readers import SUPPORTED, source_name
 from graft.rag.vectors import KINDS
 from graft.server.errors import BadRequest, ErrorBody, graft_body
@@ -40,7 +39,6 @@ router = APIRouter(prefix="/api/rag", tags=["rag"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422)}
 ENCODERS = tuple(name for name, entry in CATALOG.items() if entry.task == "encoder")
 CHUNK = 1 << 20
-CHAT_MARKUP = 32  # tokens a chat template adds around the messages (role markers, the assistant opening)
 
 
 # -- bodies ----------------------------------------------------------------------------------------
@@ -289,7 +287,7 @@ def ask(kb: str, body: AskRequest, bases: Bases, pool: Pool, settings: Settings,
     template = _template()
     max_new = body.max_tokens or template.generation.max_tokens
     tokenizer = pool.tokenizer(info.id)
-    template = _fit(template, pool, info.id, tokenizer, body.question, max_new)
+    template = fit_to_context(template, pool.model(info.id), tokenizer, body.question, max_new)
     prompt = prompt_from_hits(body.question, base.search(body.question, body.k or template.k), template, tokenizer)
     options = {**prompt.generation, "max_new_tokens": max_new}
     if body.temperature is not None:
@@ -350,20 +348,6 @@ def _json(data: Any) -> str:
 def _template():
     """The shipped prompt template (the one `graft rag ask` uses without --template), read once."""
     return load_template()
-
-
-def _fit(template, pool: ModelPool, model_id: str, tokenizer, question: str, max_new: int):
-    """The template with its source budget cut to what the model's context holds beside the question,
-    the instructions and the answer (a small model's 512 or 2048 tokens, not the template's 1500)."""
-    context = getattr(getattr(pool.model(model_id), "config", None), "max_position_embeddings", None)
-    if not isinstance(context, int):
-        return template
-    fixed = template.system + template.prompt.format(sources="", question=question)
-    used = len(tokenizer(fixed, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(fixed) // 4
-    room = context - max_new - used - CHAT_MARKUP
-    if room >= template.max_context_tokens:
-        return template
-    return template.model_copy(update={"max_context_tokens": max(16, room)})
 
 
 # -- names -----------------------------------------------------------------------------------------

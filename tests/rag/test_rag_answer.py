@@ -96,3 +96,16 @@ def test_template_that_is_not_yaml_or_missing(tmp_path):
         load_template(bad)
     with pytest.raises(ConfigError, match="no such file"):
         load_template(tmp_path / "absent.yaml")
+
+
+def test_the_source_budget_shrinks_to_a_small_models_context():
+    from types import SimpleNamespace
+
+    from graft.rag import fit_to_context
+
+    template = load_template()
+    small = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=300))
+    fitted = fit_to_context(template, small, Words(), "Where does lava come from?", max_new_tokens=100)
+    assert 16 <= fitted.max_context_tokens < 300 - 100
+    large = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192))
+    assert fit_to_context(template, large, Words(), "q", 256).max_context_tokens == template.max_context_tokens
