@@ -44,7 +44,7 @@ class DatasetLibrary:
         staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=self.root))
         try:
             tmp = staging / final
-            size = _copy(stream, tmp, max_bytes)
+            size = copy_upload(stream, tmp, max_bytes)
             loaded = _load(tmp, final)
             meta = {"format": loaded.format, "rows": len(loaded.examples), "bytes": size,
                     "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -114,13 +114,15 @@ class DatasetLibrary:
                 "uploaded": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds")}
 
 
-def _copy(stream: BinaryIO, dest: Path, max_bytes: int | None) -> int:
+def copy_upload(stream: BinaryIO, dest: Path, max_bytes: int | None, limit: int | None = None) -> int:
+    """Copy an uploaded stream to `dest`, at most `max_bytes` of it; returns the size. `limit`: the figure
+    the error names, when `max_bytes` is what is left of a limit several files share."""
     size = 0
     with dest.open("wb") as out:
         while chunk := stream.read(CHUNK):
             size += len(chunk)
             if max_bytes is not None and size > max_bytes:
-                raise DatasetTooLargeError(f"{dest.name}: larger than the upload limit of {max_bytes:,} bytes")
+                raise DatasetTooLargeError(f"{dest.name}: larger than the upload limit of {limit or max_bytes:,} bytes")
             out.write(chunk)
     return size
 

@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import format_sse_event
 from pydantic import BaseModel, Field, field_validator
 
+from graft.data.library import DatasetTooLargeError, copy_upload
 from graft.errors import ConflictError, GraftError
 from graft.inference.stream import Reply
 from graft.models.catalog import CATALOG
@@ -38,7 +39,6 @@ from graft.server.state import Pool, Settings
 router = APIRouter(prefix="/api/rag", tags=["rag"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 422)}
 ENCODERS = tuple(name for name, entry in CATALOG.items() if entry.task == "encoder")
-CHUNK = 1 << 20
 
 
 # -- bodies ----------------------------------------------------------------------------------------
@@ -247,7 +247,10 @@ def upload(kb: str, bases: Bases, settings: Settings,
     try:
         budget = settings.max_upload_bytes
         for f, name in zip(files, names):
-            budget -= _copy(f.file, staging / name, budget, settings.max_upload_bytes)
+            try:
+                budget -= copy_upload(f.file, staging / name, budget, settings.max_upload_bytes)
+            except DatasetTooLargeError as e:
+                raise HTTPException(413, str(e)) from None
         base.docs_dir.mkdir(exist_ok=True)
         for name in dict.fromkeys(names):
             os.replace(staging / name, base.docs_dir / name)
@@ -364,17 +367,6 @@ def _file_name(filename: str | None) -> str:
         raise BadRequest(f"{name}: unsupported file type {Path(name).suffix or '(none)'}; "
                          f"upload {', '.join(sorted(SUPPORTED))}", "files")
     return name
-
-
-def _copy(stream, dest: Path, budget: int, limit: int) -> int:
-    size = 0
-    with dest.open("wb") as out:
-        while block := stream.read(CHUNK):
-            size += len(block)
-            if size > budget:
-                raise HTTPException(413, f"{dest.name}: the upload is larger than the limit of {limit:,} bytes")
-            out.write(block)
-    return size
 
 
 def _unplaced(message: str, kb: KnowledgeBase) -> str:
