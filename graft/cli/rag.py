@@ -35,7 +35,9 @@ def index(
 ) -> None:
     """Add documents to a knowledge base: new files are indexed, changed ones re-indexed, the rest skipped."""
     from graft.rag import KnowledgeBase
+    from graft.rag.readers import expand
 
+    expand(paths)  # a mistyped path fails here, before a new knowledge base is made for nothing
     kb = KnowledgeBase.open_or_create(name, root, embedder=embedder, chunk_size=chunk_size, overlap=overlap,
                                       index=index_kind)
     with RichProgress() as progress:

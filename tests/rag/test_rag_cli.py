@@ -60,3 +60,9 @@ def test_unknown_knowledge_base_is_a_clear_error(indexed):
     assert done.returncode != 0
     assert "no knowledge base named 'nope'" in done.stderr + done.stdout
     assert "known: help" in done.stderr + done.stdout
+
+
+def test_a_missing_document_path_is_named_and_creates_nothing(tmp_path):
+    done = run_graft("rag", "index", tmp_path / "nope.md", "--name", "fresh", "--root", tmp_path / "kbs")
+    assert done.returncode != 0 and "nope.md: no such file or folder" in done.stderr + done.stdout
+    assert not (tmp_path / "kbs" / "fresh").exists()
