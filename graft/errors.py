@@ -60,3 +60,10 @@ class RunError(GraftError):
 
 class DoesNotFitError(GraftError):
     """The memory estimate says the run cannot fit the device; the hint names the cheapest change that would."""
+
+
+class StopTraining(Exception):
+    """Raised by a training callback (a tuner pruning a trial, say) to end the run early on purpose.
+
+    The run keeps its metrics and ends with status "stopped" and this reason; it is not a failure.
+    """

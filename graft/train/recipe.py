@@ -12,13 +12,14 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from graft.config import RunConfig
 from graft.data.batching import group
 from graft.data.prepare import prepare_data
-from graft.errors import ConfigError, RunError
+from graft.errors import ConfigError, RunError, StopTraining
 from graft.models import load_model, load_tokenizer, model_task, resolve
 from graft.memory.measure import PeakMemory
 from graft.memory.result import fmt_bytes
@@ -42,8 +43,13 @@ class TrainResult:
     summary: dict
 
 
-def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Path | None = None) -> TrainResult:
-    """Fine-tune as `cfg` says. With `resume_dir`, continue that run from its latest checkpoint."""
+def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Path | None = None,
+          on_eval: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Fine-tune as `cfg` says. With `resume_dir`, continue that run from its latest checkpoint.
+
+    `on_eval(step, scores)` sees every evaluation during training; raising StopTraining from it ends
+    the run there (status "stopped"), as a tuner does to prune a trial.
+    """
     progress = progress or NullProgress()
     technique = get_technique(cfg.technique.name)
     options = cfg.technique.options
@@ -137,11 +143,14 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     }
     folder.write_summary(summary)
 
-    def run_eval(step: int) -> dict:
-        return _log_eval(folder, model, data.eval, cfg, step, progress, packed, pad_id)
+    def run_eval(step: int, during: bool = True) -> dict:
+        scores = _log_eval(folder, model, data.eval, cfg, step, progress, packed, pad_id)
+        if on_eval is not None and during:  # not the final one: the run has finished by then
+            on_eval(step, scores)
+        return scores
 
     if cfg.train.eval_every and data.eval and state["step"] == 0:
-        summary.update({f"{k}_start": v for k, v in run_eval(0).items()})
+        summary.update({f"{k}_start": v for k, v in run_eval(0, during=False).items()})
     progress.start("train", total=total_steps, completed=state["step"])
     last_loss, last_eval, window_start = None, None, time.perf_counter()
     peak = PeakMemory(device)  # the training window only: loading and conversion peaks are not the run's
@@ -183,6 +192,11 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             if cfg.checkpoint.every and state["step"] % cfg.checkpoint.every == 0 and state["step"] < total_steps:
                 save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
                 folder.prune_checkpoints(cfg.checkpoint.keep_last)
+    except StopTraining as e:
+        summary["memory"] = _memory_record(estimate, peak)
+        _finish(folder, summary, state, "stopped", last_loss, reason=str(e))
+        say(f"stopped at step {state['step']}: {e}")
+        raise
     except KeyboardInterrupt:
         save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
         summary["memory"] = _memory_record(estimate, peak)
@@ -204,7 +218,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     tokenizer.save_pretrained(folder.adapter)
     if data.eval:
         fresh = last_eval is not None and last_eval[0] == state["step"]
-        summary.update(last_eval[1] if fresh else run_eval(state["step"]))
+        summary.update(last_eval[1] if fresh else run_eval(state["step"], during=False))
     _finish(folder, summary, state, "completed", last_loss, wall_s=time.perf_counter() - window_start)
     say(f"done: adapter in {folder.adapter}")
     return TrainResult(folder.path, summary)
