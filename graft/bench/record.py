@@ -8,7 +8,7 @@ A record is a plain dict (JSON-ready), so the store, the exporters and the chart
       "index": 3,                               # position in the expanded matrix
       "label": "lora r=16 adamw",               # the swept values, short
       "params": {"technique.name": "lora", "technique.r": 16, "train.optimizer": "adamw"},  # swept axes only
-      "status": "completed" | "failed" | "pending",
+      "status": "completed" | "failed" | "pending" | "pruned",   # pruned: a tuning trial stopped early
       "error": None | "exit -9 (killed: out of memory?): ...last lines of stderr",
       "config": {...},                          # the exact RunConfig of the cell (model_dump)
       "metrics": {                              # None where the cell did not get that far
@@ -23,6 +23,8 @@ A record is a plain dict (JSON-ready), so the store, the exporters and the chart
       "evals": [{"step", "eval_loss", "eval_ppl"}, ...],
       "run_dir": "/path/to/the/cell's/run/folder",
       "started": "2026-11-24T10:00:00", "finished": "...",
+      # tuning studies only (graft tune): the trial, and the eval loss Optuna ranked it by (value, at step)
+      "trial": {"number", "baseline", "state", "value", "step"},
     }
 """
 
@@ -36,7 +38,7 @@ METRICS = (
     "train_loss", "final_loss", "eval_loss", "eval_ppl",
     "trainable_params", "total_params", "trainable_percent", "grad_norm_mean",
 )
-STATUSES = ("pending", "completed", "failed")
+STATUSES = ("pending", "completed", "failed", "pruned")
 
 
 def _gib(v: float) -> str:

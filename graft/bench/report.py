@@ -27,7 +27,7 @@ body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; margin-bottom: 2rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.failed td { background: #fdecea; } tr.pending td { color: #888; }
+tr.failed td { background: #fdecea; } tr.pending td, tr.pruned td { color: #888; }
 pre.error { margin: 0; white-space: pre-wrap; max-width: 40rem; font-size: 0.8rem; }
 section.chart { margin-bottom: 2.5rem; }
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, monitor, quickstart, rag, serve, techniques, train, worker
+from graft.cli import benchmark, chat, data, distributed, estimate, evaluate, export, models, monitor, quickstart, rag, serve, techniques, train, tune, worker
 
 app = typer.Typer(
     name="graft",
@@ -21,6 +21,7 @@ app.add_typer(benchmark.app, name="benchmark")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(rag.app, name="rag")
 app.command("train")(train.train)
+app.command("tune")(tune.tune)
 app.command("eval")(evaluate.eval_command)
 app.command("chat")(chat.chat)
 app.command("quickstart")(quickstart.quickstart)
