@@ -1,7 +1,7 @@
 """Launch files for sharded multi-GPU training (DeepSpeed ZeRO, FSDP, DDP), written and validated here.
 
-graft launches nothing: `graft train` runs one process. These files are for `accelerate launch`.
-Values that depend on the model or the launch (bucket sizes, the global batch) are left "auto" for
+These files are for launching with `accelerate launch` and your own script (graft's own launch is
+`graft train --nproc N`, graft/train/launch.py). Values that depend on the model or the launch (bucket sizes, the global batch) are left "auto" for
 accelerate / the transformers Trainer to fill; everything graft's config says is written out.
 """
 
@@ -24,10 +24,16 @@ DEEPSPEED_FILE, ACCELERATE_FILE = "deepspeed.json", "accelerate_config.yaml"
 BNB_OPTIMIZERS = ("adamw8bit", "paged_adamw8bit")
 
 
-def check_distributed(cfg: RunConfig, technique=None) -> list[str]:
-    """Refuse distributed settings that cannot work on any machine; return warnings for ignored ones."""
+def check_distributed(cfg: RunConfig, technique=None, processes: int = 1) -> list[str]:
+    """Refuse distributed settings that cannot work on any machine; return warnings for ignored ones.
+
+    `processes`: how many processes this run has (torchrun's world size; 1 for `graft distributed config`)."""
     d, t = cfg.distributed, cfg.train
     warnings: list[str] = []
+    if processes > 1 and t.optimizer == "mezo":
+        raise ConfigError(f"train.optimizer=mezo cannot run in {processes} processes: MeZO has no gradients to "
+                          "all-reduce", hint="train with one process (no --nproc)")
+
     if d.offload != "none" and d.strategy in ("none", "ddp"):
         raise ConfigError(f"distributed.offload={d.offload} needs a sharding strategy (zero1, zero2, zero3 or fsdp); "
                           f"distributed.strategy is {d.strategy}")

@@ -14,6 +14,7 @@ ordinary path.
 from __future__ import annotations
 
 import torch
+from torch.distributed.tensor import DTensor
 import torch.nn.functional as F
 
 PLAIN_HEAD_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "olmo", "olmo2", "smollm3",
@@ -78,5 +79,7 @@ def plain_head(model) -> tuple[torch.nn.Module, torch.nn.Linear] | None:
     if type(head) is not torch.nn.Linear or head.bias is not None or head._forward_hooks or head._forward_pre_hooks:
         return None
     if base._forward_hooks or base._forward_pre_hooks:
+        return None
+    if isinstance(head.weight, DTensor):  # sharded (FSDP): whole only inside the model's own forward
         return None
     return base.get_decoder(), head

@@ -5,6 +5,7 @@ work; the rest is applied by the recipe around its forward, backward and step.
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import nullcontext
 
 import torch
@@ -20,22 +21,18 @@ HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CACHE_FED = {"prefix-tuning"}
 
 
-def check_levers(cfg: RunConfig, technique, device: torch.device) -> list[str]:
+def check_levers(cfg: RunConfig, technique, device: torch.device, processes: int = 1) -> list[str]:
     """Raise ConfigError naming the option for a combination that cannot run here; return warnings
-    for ones that run but do not do what they say (an ignored option)."""
+    for ones that run but do not do what they say (an ignored option). `processes`: the run's world size."""
     t, cuda = cfg.train, device.type == "cuda"
-    warnings = check_distributed(cfg, technique)
-    if cfg.distributed.strategy != "none":
-        d = cfg.distributed
-        if not cuda:
-            raise ConfigError(
-                f"distributed.strategy={d.strategy} shards the run over {d.num_gpus} CUDA GPU(s); this machine has none",
-                hint="`graft distributed config -c run.yaml` writes the launch files for a GPU machine; "
-                     "set distributed.strategy=none to train here")
-        raise ConfigError(
-            f"distributed.strategy={d.strategy}: graft train runs a single process and does not shard across GPUs yet",
-            hint="`graft distributed config -c run.yaml` writes DeepSpeed/accelerate launch files; "
-                 "set distributed.strategy=none to train on one GPU")
+    warnings = check_distributed(cfg, technique, processes)
+    d = cfg.distributed
+    if d.strategy.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"distributed.strategy={d.strategy} needs DeepSpeed; it is not installed",
+                          hint="pip install 'graft[distributed]', or use distributed.strategy=ddp or fsdp")
+    if d.offload != "none" and not cuda:
+        raise ConfigError(f"distributed.offload={d.offload} moves GPU state to {d.offload} memory; this run is on "
+                          f"{device.type} already", hint="set distributed.offload=none")
 
     if t.precision != "fp32" and not cuda:
         raise ConfigError(f"train.precision={t.precision} needs a CUDA GPU; this run is on {device.type}",

@@ -28,11 +28,12 @@ from graft.progress import NullProgress, Progress
 from graft.techniques import ApplyContext, count_parameters, get_technique
 from graft.techniques.saved import head_modules, save_trained
 from graft.train.attention import use_packed_attention
-from graft.train.checkpoint import load_checkpoint, save_checkpoint
+from graft.train.checkpoint import load_trainer_state, restore_weights, save_checkpoint
 from graft.train.levers import apply_tf32, autocast, check_levers, check_trainable, enable_gradient_checkpointing, grad_scaler
 from graft.train.loss import evaluate_items, make_batch, perplexity
 from graft.train.memory_check import estimate_memory
 from graft.train.optim import build_optimizer, build_scheduler
+from graft.train.parallel import Single, World, make_strategy
 from graft.train.step import backprop_step, mezo_step
 from graft.train.run_folder import RunFolder
 
@@ -49,21 +50,42 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
 
     `on_eval(step, scores)` sees every evaluation during training; raising StopTraining from it ends
     the run there (status "stopped"), as a tuner does to prune a trial.
+
+    Under torchrun (`graft train --nproc N`) every process calls this; each trains its share of
+    every step (graft/train/parallel.py) and only rank 0 writes the run folder.
     """
-    progress = progress or NullProgress()
+    world = World.from_env()
     technique = get_technique(cfg.technique.name)
-    options = cfg.technique.options
     technique.check_available()  # before minutes of loading, not after
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    lever_warnings = check_levers(cfg, technique, device)
-    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    lever_warnings = check_levers(cfg, technique, device, world.size)
+    if world.size > 1:  # the run config records what ran; the memory estimate divides sharded state by it
+        cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"num_gpus": world.size})})
+    strategy = make_strategy(cfg, device)
+    try:
+        return _train(cfg, technique, device, strategy, lever_warnings,
+                      progress if world.main and progress else NullProgress(), resume_dir, on_eval)
+    finally:
+        strategy.close()
+
+
+def _train(cfg: RunConfig, technique, device, strategy: Single, lever_warnings: list[str], progress: Progress,
+           resume_dir, on_eval) -> TrainResult:
+    world, main = strategy.world, strategy.world.main
+    options = cfg.technique.options
+    # processes on one machine share its cores
+    torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // world.local_size))
     _seed_everything(cfg.train.seed)
 
-    if not resume_dir:
+    if not resume_dir and main:
         RunFolder.check_new(cfg)
     # Model and data are checked before the run folder exists: a bad row leaves nothing behind.
     source = resolve(cfg.model.name, revision=cfg.model.revision)
+    if not main:
+        strategy.barrier()  # rank 0 converts a GGUF file first: the others would race it into the same folder
     task = resolve_task(cfg, ensure_folder(source, progress))
+    if main:
+        strategy.barrier()
     if not technique.supports(task):
         raise ConfigError(f"technique '{technique.name}' does not support {task} models (it supports {', '.join(sorted(technique.kinds))})")
     packed = technique.packs(task)
@@ -76,7 +98,11 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     model, _ = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task=task, labels=data.labels,
                           load_options=technique.load_options(options, task), tokenizer=tokenizer, progress=progress)
 
-    folder = RunFolder.open(resume_dir) if resume_dir else RunFolder.create(cfg)
+    if main:
+        folder = RunFolder.open(resume_dir) if resume_dir else RunFolder.create(cfg)
+    path = strategy.broadcast(str(folder.path) if main else None)
+    if not main:
+        folder = RunFolder.follower(path)
     say = _logger(folder, progress)
     say(f"run folder {folder.path}")
     report = data.report()
@@ -89,7 +115,8 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
 
     lengths = [len(t.input_ids) for t in data.train.items]
     batches_per_epoch = len(group(len(lengths), lengths, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, cfg.train.seed, 0))
-    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * batches_per_epoch / cfg.train.grad_accum))
+    per_step = cfg.train.grad_accum * world.size  # micro-batches an optimizer step takes, over all processes
+    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * batches_per_epoch / per_step))
 
     head = head_modules(model) if task == "classification" else ()
     ctx = ApplyContext(kind=task, total_steps=total_steps, model_path=source.folder, head=head)
@@ -108,20 +135,26 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         raise ConfigError(f"technique '{technique.name}' left nothing trainable in this model (check its target modules)")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    optimizer = build_optimizer(model, cfg.train)
+    latest = folder.latest_checkpoint() if resume_dir else None
+    if resume_dir and latest is None:
+        raise RunError(f"{folder.path} has no complete checkpoint to resume from")
+    if latest:  # into the plain model, before a strategy shards or wraps it
+        restore_weights(latest[1], lambda p: technique.restore(model, p), technique.weights_file)
+    model, optimizer = strategy.prepare(model, lambda m: build_optimizer(m, cfg.train))
+    inner = strategy.inner(model)
     scheduler = build_scheduler(optimizer, cfg.train, total_steps)
     scaler = grad_scaler(cfg.train, device)
 
     def save_weights(path: Path) -> None:
-        save_trained(technique, model, path, options, task, data.labels, cfg.model.name)
+        save_trained(technique, inner, path, options, task, data.labels, cfg.model.name)
+
+    def checkpoint() -> None:
+        save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler,
+                        model, strategy)
 
     state = {"step": 0, "tokens": 0, "target_tokens": 0, "elapsed_s": 0.0}
-    if resume_dir:
-        latest = folder.latest_checkpoint()
-        if latest is None:
-            raise RunError(f"{folder.path} has no complete checkpoint to resume from")
-        state = load_checkpoint(latest[1], lambda p: technique.restore(model, p), technique.weights_file, optimizer,
-                                scheduler, scaler)
+    if latest:
+        state = load_trainer_state(latest[1], optimizer, scheduler, scaler, model, strategy)
         folder.truncate_metrics(after_step=state["step"])
         say(f"resumed from {latest[1].name} (step {state['step']} of {total_steps})")
 
@@ -141,10 +174,14 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         "device": str(device),
         "threads": torch.get_num_threads(),
     }
+    if world.size > 1 or strategy.name != "none":
+        summary["distributed"] = {"strategy": cfg.distributed.strategy if strategy.name != "ddp" else "ddp",
+                                  "processes": world.size, "global_batch": cfg.train.batch_size * per_step}
     folder.write_summary(summary)
 
     def run_eval(step: int, during: bool = True) -> dict:
-        scores = _log_eval(folder, model, data.eval, cfg, step, progress, packed, pad_id)
+        # every rank evaluates (a sharded model's forward needs them all); rank 0 logs
+        scores = _log_eval(folder, inner, data.eval, cfg, step, progress, packed, pad_id)
         if on_eval is not None and during:  # not the final one: the run has finished by then
             on_eval(step, scores)
         return scores
@@ -159,13 +196,20 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         model.train()
         while state["step"] < total_steps:
             t0 = time.perf_counter()
-            step_batches = [micro(state["step"] * cfg.train.grad_accum + k) for k in range(cfg.train.grad_accum)]
-            n_targets = sum(len(b.targets) for b in step_batches)
+            # this process's share of the step: micro-batches rank*A .. rank*A + A-1 of the step's window
+            first = state["step"] * per_step + world.rank * cfg.train.grad_accum
+            step_batches = [micro(first + k) for k in range(cfg.train.grad_accum)]
+            n_targets, tokens = sum(len(b.targets) for b in step_batches), sum(b.tokens for b in step_batches)
+            if world.size > 1:
+                n_targets, tokens = (int(v) for v in strategy.all_sum([n_targets, tokens]))
             if mezo:
                 step_loss, grad_norm = mezo_step(model, step_batches, technique, optimizer)
             else:
                 step_loss, grad_norm = backprop_step(model, step_batches, technique, optimizer, scaler,
-                                                     lambda: autocast(cfg.train, device), cfg.train.max_grad_norm)
+                                                     lambda: autocast(cfg.train, device), cfg.train.max_grad_norm,
+                                                     strategy, n_targets)
+                if world.size > 1:
+                    step_loss = strategy.all_sum([step_loss])[0]
             lr = scheduler.get_last_lr()[0]  # the rate this step used, before the schedule moves on
             scheduler.step()
             if technique.on_step is not None:
@@ -173,7 +217,6 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             optimizer.zero_grad(set_to_none=True)
 
             dt = time.perf_counter() - t0
-            tokens = sum(b.tokens for b in step_batches)
             state["step"] += 1
             state["tokens"] += tokens
             state["target_tokens"] += n_targets
@@ -181,7 +224,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
             last_loss = step_loss
             if state["step"] % cfg.train.log_every == 0 or state["step"] == total_steps:
                 folder.append_metrics({
-                    "type": "train", "step": state["step"], "epoch": round(state["step"] * cfg.train.grad_accum / batches_per_epoch, 4),
+                    "type": "train", "step": state["step"], "epoch": round(state["step"] * per_step / batches_per_epoch, 4),
                     "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                     "tokens": state["tokens"], "tokens_per_s": tokens / dt, "elapsed_s": round(state["elapsed_s"], 3),
                 })
@@ -190,7 +233,7 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
                 last_eval = (state["step"], run_eval(state["step"]))
                 model.train()
             if cfg.checkpoint.every and state["step"] % cfg.checkpoint.every == 0 and state["step"] < total_steps:
-                save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
+                checkpoint()
                 folder.prune_checkpoints(cfg.checkpoint.keep_last)
     except StopTraining as e:
         summary["memory"] = _memory_record(estimate, peak)
@@ -198,10 +241,13 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         say(f"stopped at step {state['step']}: {e}")
         raise
     except KeyboardInterrupt:
-        save_checkpoint(folder.checkpoint_path(state["step"]), save_weights, optimizer, scheduler, state, scaler)
         summary["memory"] = _memory_record(estimate, peak)
+        if world.size == 1:
+            checkpoint()
+            say(f"interrupted at step {state['step']}; checkpoint saved, continue with --resume")
+        else:  # the ranks stopped at different points: a collective save could not line up
+            say(f"interrupted at step {state['step']}; --resume continues from the last periodic checkpoint")
         _finish(folder, summary, state, "interrupted", last_loss)
-        say(f"interrupted at step {state['step']}; checkpoint saved, continue with --resume")
         raise
     except Exception as e:
         summary["memory"] = _memory_record(estimate, peak)
@@ -212,10 +258,14 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
         progress.finish("train")
 
     summary["memory"] = _memory_record(estimate, peak)
+    if world.size > 1:  # each process's own peak: sharding shows here
+        summary["memory"]["per_rank_peak_bytes"] = strategy.gather(summary["memory"]["measured_peak_bytes"])
     say(f"memory: peak {fmt_bytes(summary['memory']['measured_peak_bytes'])} measured, "
         f"{fmt_bytes(estimate.total_bytes)} estimated")
-    save_weights(folder.adapter)
-    tokenizer.save_pretrained(folder.adapter)
+    with strategy.full_weights(model) as saves:
+        if saves:
+            save_weights(folder.adapter)
+            tokenizer.save_pretrained(folder.adapter)
     if data.eval:
         fresh = last_eval is not None and last_eval[0] == state["step"]
         summary.update(last_eval[1] if fresh else run_eval(state["step"], during=False))

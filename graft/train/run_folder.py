@@ -61,6 +61,11 @@ class RunFolder:
         return folder
 
     @classmethod
+    def follower(cls, path: str | Path) -> "RunFolder":
+        """The folder as ranks other than 0 of a multi-process run see it: they read, rank 0 writes."""
+        return _Follower(path)
+
+    @classmethod
     def open(cls, path: str | Path) -> "RunFolder":
         folder = cls(path)
         if not folder.config.is_file():
@@ -119,3 +124,22 @@ class RunFolder:
     def log(self, message: str) -> None:
         with self.log_file.open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+class _Follower(RunFolder):
+    """A run folder whose writes are no-ops: only rank 0 of a multi-process run writes."""
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        pass
+
+    def truncate_metrics(self, after_step: int) -> None:
+        pass
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+    def prune_checkpoints(self, keep_last: int) -> None:
+        pass

@@ -1,7 +1,10 @@
 """One optimizer step over a window of micro-batches: backprop, or MeZO's two forward passes.
 
 Losses are summed over targets and divided by the window's target count, so accumulation over
-micro-batches of different sizes weighs every target the same (a token-weighted mean).
+micro-batches of different sizes weighs every target the same (a token-weighted mean). With
+several processes the count is the whole step's, over every process, and each loss is scaled by the
+number of processes, since the strategies average gradients: the step's gradient is then exactly
+that of one process running the whole window.
 """
 
 from __future__ import annotations
@@ -9,31 +12,35 @@ from __future__ import annotations
 import torch
 
 from graft.train.loss import loss_sum
+from graft.train.parallel import Single
 
 
-def _window_loss(model, batch, technique, n_targets: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(plain loss share, loss share with the technique's regularizer) of one micro-batch."""
+def _window_loss(model, batch, technique, n_targets: int, regularized=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain loss share, loss share with the technique's regularizer) of one micro-batch.
+
+    `regularized` is the model the regularizer reads (the unwrapped one, under DDP or DeepSpeed)."""
     share = len(batch.targets) / max(n_targets, 1)
     loss = loss_sum(model, batch) / max(n_targets, 1)
     if technique.regularizer is not None:  # weighted so the window adds it once
-        return loss, loss + technique.regularizer(model) * share
+        return loss, loss + technique.regularizer(regularized if regularized is not None else model) * share
     return loss, loss
 
 
-def backprop_step(model, batches, technique, optimizer, scaler, autocast, max_grad_norm: float | None) -> tuple[float, float]:
-    """Forward + backward per micro-batch, then clip and step; returns (loss, gradient norm)."""
-    n_targets = sum(len(b.targets) for b in batches)
+def backprop_step(model, batches, technique, optimizer, scaler, autocast, max_grad_norm: float | None,
+                  strategy=None, n_targets: int | None = None) -> tuple[float, float]:
+    """Forward + backward per micro-batch, then clip and step; returns (this process's share of the
+    loss, gradient norm). `n_targets`: the step's targets over every process (default: these batches')."""
+    strategy = strategy or Single()
+    n_targets = n_targets or sum(len(b.targets) for b in batches)
+    scale = strategy.world.size
     step_loss = 0.0
-    for b in batches:
-        with autocast():
-            plain, loss = _window_loss(model, b, technique, n_targets)
-        step_loss += plain.item()
-        scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-    grad_norm = clip(model, max_grad_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    return step_loss, grad_norm
+    for i, b in enumerate(batches):
+        with strategy.sync_grads(model, last=i == len(batches) - 1):
+            with autocast():  # the forward only: backward runs in the dtypes the forward chose
+                plain, loss = _window_loss(model, b, technique, n_targets, strategy.inner(model))
+            step_loss += plain.item()
+            strategy.backward(model, loss * scale if scale > 1 else loss, scaler)
+    return step_loss, strategy.step(model, optimizer, scaler, max_grad_norm)
 
 
 def mezo_step(model, batches, technique, optimizer) -> tuple[float, float]:
@@ -51,8 +58,3 @@ def mezo_step(model, batches, technique, optimizer) -> tuple[float, float]:
     return float(loss), abs(float(optimizer.projected_grad))
 
 
-def clip(model, max_norm: float | None) -> float:
-    params = [p for p in model.parameters() if p.grad is not None]
-    if max_norm:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))

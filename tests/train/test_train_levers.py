@@ -115,8 +115,8 @@ def test_8bit_optimizer_without_bitsandbytes_names_the_package(monkeypatch):
     ({"model.dtype": "bfloat16"}, CPU, "model.dtype"),
     ({"model.dtype": "float16", "technique": {"name": "full"}}, CUDA, "model.dtype"),
     ({"train.optimizer": "paged_adamw8bit"}, CPU, "train.optimizer=paged_adamw8bit"),
-    ({"distributed.strategy": "zero2"}, CPU, "distributed.strategy"),
-    ({"distributed.strategy": "fsdp"}, CUDA, "distributed.strategy"),
+    ({"distributed.strategy": "zero2", "distributed.offload": "cpu"}, CPU, "distributed.offload"),
+    ({"distributed.strategy": "fsdp", "distributed.offload": "cpu"}, CPU, "distributed.offload"),
     ({"distributed.strategy": "zero3", "technique": {"name": "qlora"}}, CUDA, "distributed.strategy"),
     ({"distributed.strategy": "fsdp", "technique": {"name": "qlora"}}, CUDA, "distributed.strategy"),
     ({"distributed.strategy": "zero3", "distributed.offload": "nvme"}, CUDA, "distributed.nvme_path"),
@@ -132,6 +132,19 @@ def test_refusals_name_their_option(overrides, device, option):
     with pytest.raises(ConfigError) as e:
         check_levers(cfg, get_technique(cfg.technique.name), device)
     assert option in str(e.value)
+
+
+def test_mezo_refuses_several_processes_and_zero_needs_deepspeed(monkeypatch):
+    with pytest.raises(ConfigError, match="train.optimizer=mezo cannot run in 2 processes"):
+        check_levers(_cfg(**{"train.optimizer": "mezo"}), get_technique("lora"), CPU, processes=2)
+    assert check_levers(_cfg(**{"train.optimizer": "mezo"}), get_technique("lora"), CPU, processes=1) is not None
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    with pytest.raises(ConfigError, match="needs DeepSpeed") as e:
+        check_levers(_cfg(**{"distributed.strategy": "zero2"}), get_technique("lora"), CPU)
+    assert "ddp or fsdp" in e.value.hint
 
 
 def test_paged_refusal_suggests_adamw8bit_and_cpu_precision_says_why():

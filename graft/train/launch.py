@@ -1,0 +1,102 @@
+"""`graft train --nproc N`: one run as N processes a machine, started by torchrun (torch.distributed.run).
+
+The launcher writes the resolved config to a file, so every process trains exactly the same run,
+and starts torchrun over this module; each process runs the recipe's train() (graft/train/recipe.py)
+with its rank from torchrun's environment. Rank 0 shows progress and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from graft.config import RunConfig
+from graft.errors import ConfigError
+from graft.train.run_folder import RunFolder
+
+
+@dataclass(frozen=True)
+class Launch:
+    nproc: int = 1  # processes on this machine
+    nnodes: int = 1  # machines
+    node_rank: int = 0  # this machine's place among them
+    master_addr: str | None = None  # node 0's address (several machines)
+    master_port: int = 29500
+
+    @property
+    def processes(self) -> int:
+        return self.nproc * self.nnodes
+
+    def check(self) -> None:
+        if self.nproc < 1 or self.nnodes < 1:
+            raise ConfigError(f"--nproc and --nnodes must be at least 1 (got {self.nproc}, {self.nnodes})")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ConfigError(f"--node-rank must be in 0..{self.nnodes - 1} (got {self.node_rank})")
+        if self.nnodes > 1 and not self.master_addr:
+            raise ConfigError(f"--nnodes {self.nnodes} needs --master-addr: the address of node 0, which every "
+                              "machine can reach")
+
+    def torchrun_args(self) -> list[str]:
+        args = ["--nproc-per-node", str(self.nproc), "--nnodes", str(self.nnodes)]
+        if self.nnodes == 1 and not self.master_addr:
+            return args + ["--standalone"]  # a free port on this machine
+        return args + ["--node-rank", str(self.node_rank), "--master-addr", self.master_addr or "127.0.0.1",
+                       "--master-port", str(self.master_port)]
+
+
+def launch(cfg: RunConfig, how: Launch, resume_dir: str | Path | None = None) -> tuple[int, Path]:
+    """Run `cfg` as `how` says; returns (torchrun's exit code, the run folder)."""
+    how.check()
+    if resume_dir:
+        run_dir = Path(resume_dir)
+    else:
+        # named now, so that the launcher knows the folder rank 0 will create
+        run_dir = RunFolder.new_path(cfg)
+        cfg = cfg.model_copy(update={"run_name": run_dir.name})
+        if how.node_rank == 0:
+            RunFolder.check_new(cfg)
+    with tempfile.TemporaryDirectory(prefix="graft-launch-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        cfg.save(config)
+        cmd = [sys.executable, "-m", "torch.distributed.run", *how.torchrun_args(), "-m", "graft.train.launch", str(config)]
+        if resume_dir:
+            cmd += ["--resume", str(resume_dir)]
+        return subprocess.call(cmd), run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One process of the run (torchrun starts this with RANK, WORLD_SIZE, ... set)."""
+    from graft.errors import GraftError
+    from graft.progress import NullProgress
+    from graft.train.parallel import World
+    from graft.train.recipe import train
+
+    parser = argparse.ArgumentParser(prog="python -m graft.train.launch")
+    parser.add_argument("config")
+    parser.add_argument("--resume")
+    args = parser.parse_args(argv)
+    world = World.from_env()
+    cfg = RunConfig.load(args.config)
+    try:
+        if world.main:
+            from graft.cli.progress import RichProgress
+
+            with RichProgress() as progress:
+                train(cfg, progress, resume_dir=args.resume)
+        else:
+            train(cfg, NullProgress(), resume_dir=args.resume)
+    except GraftError as e:
+        if world.main:
+            print(f"error: {e}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

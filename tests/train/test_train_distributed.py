@@ -1,0 +1,105 @@
+"""`graft train --nproc 2` on CPU (gloo): two processes started by torchrun train the same run as one
+process with the same global batch, for DDP, FSDP2 and DeepSpeed ZeRO, and resume from their checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from graft.train.launch import Launch, launch
+from graft.train.recipe import train
+from graft.train.run_folder import RunFolder
+
+STEPS = 6
+SETTINGS = {"train.max_steps": STEPS, "train.batch_size": 4, "train.lr": 3e-3, "train.eval_every": 3,
+            "technique.dropout": 0.0, "checkpoint.every": 2, "checkpoint.keep_last": 5}
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
+
+
+def _losses(run_dir) -> list[float]:
+    return [r["loss"] for r in RunFolder(run_dir).read_metrics() if r["type"] == "train"]
+
+
+def _adapter(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(RunFolder(run_dir).adapter / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir, tmp_path_factory, helpers):
+    tmp = tmp_path_factory.mktemp("distributed")
+    data = tmp / "toy.json"
+    data.write_text(json.dumps(helpers.toy_rows()))
+
+    def config(name: str, **overrides):
+        return helpers.tiny_config(tiny_model_dir, data, tmp / "runs", **{**SETTINGS, "run_name": name, **overrides})
+
+    # the reference: one process taking both micro-batches of each step (2 x 4 rows)
+    single = train(config("single", **{"train.grad_accum": 2}))
+    return config, single
+
+
+def _two_processes(cfg):
+    code, run_dir = launch(cfg, Launch(nproc=2))
+    assert code == 0, (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else f"exit {code}"
+    return run_dir
+
+
+def _matches_single(run_dir, single, atol=1e-5):
+    summary = RunFolder(run_dir).read_summary()
+    assert summary["status"] == "completed"
+    assert summary["distributed"]["processes"] == 2 and summary["distributed"]["global_batch"] == 8
+    ref, got = _losses(single.run_dir), _losses(run_dir)
+    assert len(got) == STEPS
+    assert got == pytest.approx(ref, rel=1e-4, abs=atol), f"two processes: {got}\none process: {ref}"
+    assert ref[-1] < ref[0] * 0.9  # it trained: the comparison is not between two untouched models
+    assert summary["eval_loss"] == pytest.approx(single.summary["eval_loss"], rel=1e-4)
+    a, b = _adapter(single.run_dir), _adapter(run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=atol, rtol=1e-4)
+    return summary
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_with_the_same_global_batch(setup, strategy):
+    config, single = setup
+    run_dir = _two_processes(config(f"two-{strategy}", **{"distributed.strategy": strategy if strategy != "ddp" else "none"}))
+    summary = _matches_single(run_dir, single)
+    assert summary["distributed"]["strategy"] == strategy
+    assert len(summary["memory"]["per_rank_peak_bytes"]) == 2
+    # only rank 0 wrote: one log line per message, not two
+    log = (run_dir / "train.log").read_text()
+    assert log.count("run folder ") == 1
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_resume_continues_where_it_stopped(setup, strategy):
+    """Resume from the step-2 checkpoint of a finished two-process run: steps 3-6 come out as before."""
+    config, _ = setup
+    name = f"resume-{strategy}"
+    run_dir = _two_processes(config(name, **{"distributed.strategy": strategy}))
+    before, adapter = _losses(run_dir), _adapter(run_dir)
+    for step, path in RunFolder(run_dir).checkpoints():
+        if step > 2:
+            shutil.rmtree(path)
+    shutil.rmtree(RunFolder(run_dir).adapter)
+    code, _ = launch(RunFolder(run_dir).load_config(), Launch(nproc=2), resume_dir=run_dir)
+    assert code == 0
+    assert "resumed from step-000002" in (run_dir / "train.log").read_text()
+    after = _losses(run_dir)
+    assert after == pytest.approx(before, rel=1e-5, abs=1e-6)
+    for k, v in adapter.items():
+        torch.testing.assert_close(_adapter(run_dir)[k], v, atol=1e-6, rtol=1e-5)
+
+
+@needs_deepspeed
+@pytest.mark.parametrize("strategy", ["zero2", "zero3"])
+def test_deepspeed_zero_matches_one_process(setup, strategy):
+    config, single = setup
+    run_dir = _two_processes(config(f"two-{strategy}", **{"distributed.strategy": strategy}))
+    assert _matches_single(run_dir, single)["distributed"]["strategy"] == strategy
