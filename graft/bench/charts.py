@@ -330,6 +330,8 @@ def tuning_slice(records: list[dict], key: str) -> dict | None:
                                          "scale": {"zero": False}},
                            "shape": {"field": "outcome", "type": "nominal", "title": "Trial",
                                      "scale": {"domain": ["baseline", "completed"], "range": ["square", "circle"]}},
+                           "color": {"field": "outcome", "type": "nominal", "title": "Trial",
+                                     "scale": {"domain": ["baseline", "completed"], "range": ["#e45756", "#4c78a8"]}},
                            "tooltip": [{"field": "label", "title": "Trial"},
                                        {"field": "eval_loss", "title": "Eval loss", "format": ".4f"}]})
 
