@@ -45,10 +45,8 @@ def config(
         out.print("deepspeed is not installed here, so its own parser did not check the JSON "
                   "(pip install deepspeed to check it)", highlight=False)
     acc = paths[-1]
-    out.print("\nlaunch on the GPU machine with your accelerate or transformers-Trainer training script:", highlight=False)
+    out.print("\nlaunch your own accelerate or transformers-Trainer training script with them:", highlight=False)
     out.print(f"  accelerate launch --config_file {acc} train.py", highlight=False)
     if d.strategy in ZERO_STAGE:
         out.print(f"  (a Trainer script can also take TrainingArguments(deepspeed=\"{paths[0]}\"))", highlight=False)
-    out.print("\nnote: `graft train` runs a single process and does not shard yet (under `accelerate launch` each "
-              "process would train its own full copy), so it refuses distributed.strategy other than none.",
-              highlight=False)
+    out.print(f"\nor let graft launch its own loop: graft train -c {config} --nproc {d.num_gpus}", highlight=False)

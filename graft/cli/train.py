@@ -64,15 +64,31 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="any config key, e.g. --set train.warmup_steps=10"),
     resume: bool = typer.Option(False, "--resume", help="continue the run from its latest checkpoint"),
     run_dir: Optional[Path] = typer.Option(None, help="the run folder to resume (default: output_dir/run_name)"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="processes on this machine (one a GPU), started by torchrun; "
+                                                       "DDP unless distributed.strategy says fsdp or zero1-3",
+                              rich_help_panel="Several processes"),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="machines taking part (run the command on each)",
+                               rich_help_panel="Several processes"),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="this machine's number, 0..nnodes-1",
+                                  rich_help_panel="Several processes"),
+    master_addr: Optional[str] = typer.Option(None, "--master-addr", help="address of machine 0 (with --nnodes)",
+                                              rich_help_panel="Several processes"),
+    master_port: int = typer.Option(29500, "--master-port", help="port on machine 0", rich_help_panel="Several processes"),
 ) -> None:
-    """Fine-tune a model and write a run folder (config, metrics, checkpoints, adapter, summary)."""
+    """Fine-tune a model and write a run folder (config, metrics, checkpoints, adapter, summary).
+
+    With --nproc N (and --nnodes), the run is N processes a machine: each takes its share of every
+    optimizer step (the global batch is batch_size x grad_accum x processes) and rank 0 writes the folder."""
     from graft.config import RunConfig, apply_overrides, parse_set_option
     from graft.errors import ConfigError
-    from graft.train.recipe import train as run_training
     from graft.train.run_folder import RunFolder
+
+    from graft.train.launch import Launch
 
     values = locals()
     overrides = {key: values[flag] for flag, key in FLAG_KEYS.items() if values[flag] is not None}
+    how = Launch(nproc, nnodes, node_rank, master_addr, master_port)
+    how.check()
     if target_modules and target_modules != "all-linear":
         overrides["technique.target_modules"] = [m.strip() for m in target_modules.split(",") if m.strip()]
     for item in option:
@@ -91,7 +107,7 @@ def train(
                 raise ConfigError("--resume needs the run: --run-dir runs/NAME, or --run-name NAME")
             run_dir = Path(output_dir or (base.output_dir if base else "runs")) / name
         cfg = RunFolder.open(run_dir).load_config()
-        _run(lambda p: run_training(cfg, p, resume_dir=run_dir))
+        _start(cfg, how, run_dir)
         return
 
     if config:
@@ -100,15 +116,34 @@ def train(
         if not data:
             raise ConfigError("give --config run.yaml or at least --data FILE")
         cfg = RunConfig.from_dict(apply_overrides({}, overrides), source="command line")
-    _run(lambda p: run_training(cfg, p))
+    _start(cfg, how)
 
 
-def _run(fn) -> None:
+def _start(cfg, how, resume_dir: Path | None = None) -> None:
+    """In this process, or as several through torchrun."""
+    if how.processes > 1:
+        from graft.train.launch import launch
+        from graft.train.run_folder import RunFolder
+
+        code, run_dir = launch(cfg, how, resume_dir)
+        if code != 0:
+            raise typer.Exit(code)
+        if how.node_rank == 0:
+            _report(run_dir, RunFolder(run_dir).read_summary())
+        return
+    from graft.train.recipe import train as run_training
+
     with RichProgress() as progress:
-        result = fn(progress)
-    s = result.summary
+        result = run_training(cfg, progress, resume_dir=resume_dir)
+    _report(result.run_dir, result.summary)
+
+
+def _report(run_dir, s: dict) -> None:
+    processes = s.get("distributed", {}).get("processes", 1)
     out.print(
-        f"[bold green]done[/bold green] {result.run_dir}: {s['steps']} steps, loss {s['first_loss']:.4f} -> "
+        f"[bold green]done[/bold green] {run_dir}: {s['steps']} steps"
+        + (f" in {processes} processes ({s['distributed']['strategy']})" if processes > 1 else "")
+        + f", loss {s['first_loss']:.4f} -> "
         f"{s['final_loss']:.4f}, {s['tokens_per_s']} tok/s, trainable {s['trainable_percent']}%"
         + (f", eval loss {s['eval_loss']:.4f}" if "eval_loss" in s else "")
         + (f" (ppl {s['eval_ppl']:.2f})" if "eval_ppl" in s else "")

@@ -60,7 +60,9 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     lever_warnings = check_levers(cfg, technique, device, world.size)
     if world.size > 1:  # the run config records what ran; the memory estimate divides sharded state by it
-        cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(update={"num_gpus": world.size})})
+        strategy_name = cfg.distributed.strategy if cfg.distributed.strategy != "none" else "ddp"
+        cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(
+            update={"num_gpus": world.size, "strategy": strategy_name})})
     strategy = make_strategy(cfg, device)
     try:
         return _train(cfg, technique, device, strategy, lever_warnings,
@@ -175,7 +177,7 @@ def _train(cfg: RunConfig, technique, device, strategy: Single, lever_warnings: 
         "threads": torch.get_num_threads(),
     }
     if world.size > 1 or strategy.name != "none":
-        summary["distributed"] = {"strategy": cfg.distributed.strategy if strategy.name != "ddp" else "ddp",
+        summary["distributed"] = {"strategy": cfg.distributed.strategy,
                                   "processes": world.size, "global_batch": cfg.train.batch_size * per_step}
     folder.write_summary(summary)
 
