@@ -93,8 +93,8 @@ def tune(cfg: RunConfig, space: Space, trials: int = 10, name: str | None = None
             result = _write_outputs(study, cfg, space, folder, storage, bench, store)
             progress.log(_line(outcome, is_base, result.best))
             progress.advance("trials", 1, best=result.best["eval_loss"] if result.best else "-")
-            if outcome.interrupted:
-                raise KeyboardInterrupt
+            if outcome.abort is not None:  # recorded as failed above; the study stops here
+                raise outcome.abort
     finally:
         progress.finish("trials")
     _save_spec(store, bench, study, cfg, space, folder, storage)
@@ -118,7 +118,8 @@ def with_eval(cfg: RunConfig, progress: Progress) -> RunConfig:
         raise ConfigError("train.eval_every is not set, and without train.max_steps graft cannot choose it",
                           hint="--set train.eval_every=N: the pruner compares trials at each evaluation")
     every = max(1, cfg.train.max_steps // 4)
-    progress.log(f"train.eval_every is not set: evaluating every {every} steps (the pruner compares trials there)")
+    steps = f"{every} steps" if every > 1 else "step"
+    progress.log(f"train.eval_every is not set: evaluating every {steps} (the pruner compares trials there)")
     return RunConfig.from_dict(apply_overrides(cfg.model_dump(mode="json"), {"train.eval_every": every}))
 
 

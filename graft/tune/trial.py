@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from graft.config import RunConfig
-from graft.errors import StopTraining
+from graft.errors import DataError, ModelNotFoundError, OfflineError, StopTraining
 from graft.progress import Progress
 from graft.train.recipe import train
 from graft.train.run_folder import RunFolder
 from graft.tune.space import Space
+
+
+# Errors of the data or the model, which the space cannot sample: every trial would fail the same way.
+EVERY_TRIAL = (DataError, ModelNotFoundError, OfflineError)
 
 
 @dataclass
@@ -31,7 +35,7 @@ class Outcome:
     error: str | None = None
     config: RunConfig | None = None  # None when the sampled values made no valid config
     wall_s: float = 0.0
-    interrupted: bool = False       # Ctrl-C: the caller records the trial, then stops the study
+    abort: BaseException | None = None  # Ctrl-C, or an error no sampled value causes: recorded, then re-raised
     started: datetime = field(default_factory=datetime.now)
 
 
@@ -67,10 +71,12 @@ def run_trial(trial, base: RunConfig, space: Space, root: Path, progress: Progre
         result = train(cfg, TrainBars(progress), on_eval=_reporter(trial, outcome, prune))
     except StopTraining:
         outcome.state = "pruned"
-    except KeyboardInterrupt:
-        outcome.error, outcome.value, outcome.step, outcome.interrupted = "interrupted (Ctrl-C)", None, None, True
+    except KeyboardInterrupt as e:
+        outcome.error, outcome.value, outcome.step, outcome.abort = "interrupted (Ctrl-C)", None, None, e
     except Exception as e:  # out of memory, a bad combination, a diverged run: this trial only
         outcome.error, outcome.value, outcome.step = f"{type(e).__name__}: {e}", None, None
+        if isinstance(e, EVERY_TRIAL):
+            outcome.abort = e
     else:
         loss = result.summary.get("eval_loss")
         if loss is not None and math.isfinite(loss):

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from graft.bench.record import METRICS
 from graft.bench.store import Store
 from graft.config import RunConfig
-from graft.errors import ConfigError
+from graft.errors import ConfigError, DataError
 from graft.server import ServerSettings, errors, runs_api
 from graft.tune import Space, tune
 from graft.tune.study import with_eval
@@ -205,6 +205,18 @@ def test_trials_left_running_by_a_killed_process_are_failed_on_resume(helpers, t
     [record] = store.records("tune-stale")
     assert record["status"] == "failed" and record["error"].startswith("interrupted") and record["params"]
     assert any("left running by an earlier process" in line for line in progress.logs)
+
+
+def test_a_data_error_stops_the_study_after_one_trial(helpers, tiny_model_dir, tmp_path):
+    """The data cannot be searched, so every trial would fail the same way: the first one says why."""
+    cfg = base_config(helpers, tiny_model_dir, tmp_path / "missing.json", tmp_path / "runs")
+    store = Store(tmp_path / "graft.db")
+    with pytest.raises(DataError, match="data file not found"):
+        tune(cfg, Space.from_dict(SPACE), trials=3, name="d", store=store)
+    [record] = store.records("tune-d")
+    assert record["status"] == "failed" and "data file not found" in record["error"]
+    listed = json.loads((tmp_path / "runs" / "d" / "trials.json").read_text())
+    assert [t["state"] for t in listed["trials"]] == ["failed"]
 
 
 def test_timeout_starts_no_new_trial(helpers, tiny_model_dir, tmp_path):
