@@ -5,8 +5,11 @@ benchmarks/tune/smollm2-space.yaml (lr, rank, alpha, dropout, target modules), t
 back the way the dashboard does (GET /api/benchmarks/tune-NAME) and prints one JSON report: baseline
 vs best eval loss, the best params, every trial's outcome, wall time.
 
-    python benchmarks/tune_smollm2.py --out benchmarks/results/tune_smollm2.json   # ~10-15 min on 2 CPU cores
+    python benchmarks/tune_smollm2.py --set train.threads=1 --out benchmarks/results/tune_smollm2.json  # ~7 min
     python benchmarks/tune_smollm2.py --trials 3 --set train.max_steps=10
+
+(train.threads=1: on a 2-core machine shared with other work, two torch threads per step contend
+with it and run many times slower; one thread does not.)
 """
 
 from __future__ import annotations
@@ -77,7 +80,9 @@ def main() -> None:
     emit({
         "benchmark": "tune_smollm2", "model": cfg.model.name, "study": result.name,
         "data": {k: v for k, v in cfg.data.model_dump().items() if k in ("path", "limit", "eval_size", "max_length")},
-        "train": {k: v for k, v in cfg.train.model_dump().items() if k in ("max_steps", "batch_size", "eval_every", "seed")},
+        "train": {k: v for k, v in cfg.train.model_dump().items()
+                  if k in ("max_steps", "batch_size", "eval_every", "seed", "threads")},
+        "set": args.set,
         "space": space.to_dict(), "trials": args.trials,
         "baseline_eval_loss": base["eval_loss"] if base else None,
         "best_eval_loss": best["eval_loss"] if best else None,

@@ -322,7 +322,7 @@ def tuning_slice(records: list[dict], key: str) -> dict | None:
     x = {"field": "value", "type": "quantitative" if numeric else "nominal", "title": key}
     values = [row["value"] for row in rows]
     if numeric:
-        wide = min(values) > 0 and max(values) / min(values) >= 16
+        wide = min(values) > 0 and max(values) / min(values) >= 5  # sampled, often on a log scale
         x["scale"] = {"type": "log"} if wide else {"zero": False}
     return _spec(f"Eval loss vs {key}", rows,
                  mark={"type": "point", "size": 90, "filled": True, "tooltip": True},

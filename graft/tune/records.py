@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from graft.bench.matrix import Cell
@@ -37,7 +38,7 @@ def trial_record(benchmark: str, outcome: Outcome, base: RunConfig, baseline: bo
         record["config"] = None  # the sampled values made no valid config (the error says why)
     record["trial"] = {"number": outcome.number, "baseline": baseline, "state": outcome.state,
                        "value": outcome.value, "step": outcome.step}
-    return record
+    return _finite(record)
 
 
 def trial_row(frozen, space: Space) -> dict:
@@ -50,8 +51,8 @@ def trial_row(frozen, space: Space) -> dict:
         "number": frozen.number,
         "state": state,
         "baseline": bool(attrs.get("baseline")),
-        "eval_loss": frozen.value if state in ("completed", "pruned") else None,
-        "step": attrs.get("step") if state == "completed" else (steps[-1] if steps else None),
+        "eval_loss": _finite(frozen.value) if state in ("completed", "pruned") else None,
+        "step": attrs.get("step") if state == "completed" else (steps[-1] if steps and state == "pruned" else None),
         "params": {k: space.params[k].decode(v) if k in space.params else v for k, v in frozen.params.items()},
         "error": error,
         "run_dir": attrs.get("run_dir"),
@@ -59,6 +60,17 @@ def trial_row(frozen, space: Space) -> dict:
         "started": frozen.datetime_start.isoformat(timespec="seconds") if frozen.datetime_start else None,
         "finished": frozen.datetime_complete.isoformat(timespec="seconds") if frozen.datetime_complete else None,
     }
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity (a diverged trial's losses) as None: strict JSON, which the API sends, has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def short(value: Any) -> str:
