@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from graft.bench.store import Store
 from graft.config import RunConfig
 from testkit import run_graft
+
+pytest.importorskip("optuna")  # the `tune` extra
 
 
 def write_inputs(tmp_path, model_dir, rows) -> tuple:

@@ -3,11 +3,12 @@ baseline's values, and list-valued choices through a real Optuna trial."""
 
 from __future__ import annotations
 
-import optuna
 import pytest
 
 from graft.errors import ConfigError
 from graft.tune.space import Space
+
+optuna = pytest.importorskip("optuna")  # the `tune` extra
 
 SPACE = """\
 train.lr: {type: float, low: 1e-5, high: 1e-3, log: true}   # PyYAML reads 1e-5 as a string

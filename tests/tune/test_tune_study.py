@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import optuna
 import pytest
 import yaml
 from fastapi import FastAPI
@@ -20,6 +19,8 @@ from graft.server import ServerSettings, errors, runs_api
 from graft.tune import Space, tune
 from graft.tune.study import with_eval
 from testkit import Recorder
+
+optuna = pytest.importorskip("optuna")  # the `tune` extra
 
 STEPS, EVERY = 6, 2
 SPACE = {
