@@ -8,6 +8,7 @@ with its rank from torchrun's environment. Rank 0 shows progress and writes the 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,9 @@ def launch(cfg: RunConfig, how: Launch, resume_dir: str | Path | None = None) ->
         cmd = [sys.executable, "-m", "torch.distributed.run", *how.torchrun_args(), "-m", "graft.train.launch", str(config)]
         if resume_dir:
             cmd += ["--resume", str(resume_dir)]
-        return subprocess.call(cmd), run_dir
+        # torchrun would set 1 thread a process (and say so); the recipe splits the cores itself
+        env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // how.nproc)), **os.environ}
+        return subprocess.call(cmd, env=env), run_dir
 
 
 def main(argv: list[str] | None = None) -> int:

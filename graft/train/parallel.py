@@ -63,18 +63,26 @@ def _join(world: World, device: torch.device, deepspeed: bool) -> None:
 
     if dist.is_initialized():
         return
-    if "MASTER_ADDR" not in os.environ:  # one process started without torchrun
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", WORLD_SIZE="1",
-                          LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if "MASTER_ADDR" in os.environ:  # torchrun's environment says where the others are
+        dist.init_process_group(backend)
+    else:  # one process started without torchrun (a sharding strategy on one device)
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+        # DeepSpeed reads LOCAL_RANK from the environment; what is set here goes again at close()
+        for key in ("RANK", "LOCAL_RANK"):
+            if key not in os.environ:
+                os.environ[key] = "0"
+                _SET_ENV.append(key)
     if deepspeed:
+        os.environ.setdefault("DS_ACCELERATOR", device.type)  # instead of DeepSpeed guessing, and warning that it did
         import deepspeed as ds
 
-        ds.init_distributed(dist_backend=backend)  # DeepSpeed's comm layer over the same torch group
-    else:
-        dist.init_process_group(backend)
+        ds.init_distributed(dist_backend=backend)  # DeepSpeed's comm layer over the torch group above
+
+
+_SET_ENV: list[str] = []
 
 
 def free_port() -> int:
@@ -146,24 +154,8 @@ class Single:
         pass
 
 
-class DDP(Single):
-    """DistributedDataParallel: every process holds the whole model; gradients are all-reduced (averaged)."""
-
-    name = "ddp"
-
-    def prepare(self, model, make_optimizer):
-        from torch.nn.parallel import DistributedDataParallel
-
-        cuda = self.device.type == "cuda"
-        # buffers (rotary tables) are identical on every rank: no broadcast in each forward
-        wrapped = DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None, broadcast_buffers=False)
-        return wrapped, make_optimizer(model)
-
-    def inner(self, model):
-        return getattr(model, "module", model)
-
-    def sync_grads(self, model, last: bool):
-        return nullcontext() if last else model.no_sync()
+class Group(Single):
+    """The collectives every multi-process strategy shares (torch.distributed over the run's processes)."""
 
     def all_sum(self, values: list[float]) -> list[float]:
         import torch.distributed as dist
@@ -200,9 +192,31 @@ class DDP(Single):
 
         if dist.is_initialized():
             dist.destroy_process_group()
+        while _SET_ENV:
+            os.environ.pop(_SET_ENV.pop(), None)
 
 
-class FSDP(DDP):
+class DDP(Group):
+    """DistributedDataParallel: every process holds the whole model; gradients are all-reduced (averaged)."""
+
+    name = "ddp"
+
+    def prepare(self, model, make_optimizer):
+        from torch.nn.parallel import DistributedDataParallel
+
+        cuda = self.device.type == "cuda"
+        # buffers (rotary tables) are identical on every rank: no broadcast in each forward
+        wrapped = DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None, broadcast_buffers=False)
+        return wrapped, make_optimizer(model)
+
+    def inner(self, model):
+        return model.module
+
+    def sync_grads(self, model, last: bool):
+        return nullcontext() if last else model.no_sync()
+
+
+class FSDP(Group):
     """FSDP2 (`fully_shard`): weights, gradients and optimizer state sharded over the processes, one
     unit per decoder layer. Per-parameter sharding lets frozen base weights and trainable adapter
     weights share a unit, which peft needs."""
@@ -217,9 +231,6 @@ class FSDP(DDP):
             fully_shard(layer, **options)
         fully_shard(model, **options)
         return model, make_optimizer(model)
-
-    def inner(self, model):
-        return model
 
     def sync_grads(self, model, last: bool):
         model.set_requires_gradient_sync(last)
@@ -258,7 +269,7 @@ class FSDP(DDP):
         set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
-class DeepSpeed(DDP):
+class DeepSpeed(Group):
     """DeepSpeed ZeRO stage 1 (optimizer state sharded), 2 (+ gradients) or 3 (+ weights), with
     optional offload of the sharded state to CPU. graft's own optimizer and schedule drive the step."""
 

@@ -135,3 +135,15 @@ def test_cli_names_what_a_launch_lacks(tmp_path):
     p = subprocess.run([sys.executable, "-c", "from graft.cli import main; main()", "train", "--data", "x.json",
                         "--nnodes", "2"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert p.returncode == 2 and "--nnodes 2 needs --master-addr" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", pytest.param("zero2", marks=needs_deepspeed)])
+def test_a_sharding_strategy_runs_in_one_process(setup, strategy):
+    """No torchrun: the recipe makes its own one-process group (ZeRO or FSDP on a single GPU)."""
+    import torch.distributed as dist
+
+    config, single = setup
+    result = train(config(f"one-{strategy}", **{"train.grad_accum": 2, "distributed.strategy": strategy}))
+    assert not dist.is_initialized() and "LOCAL_RANK" not in os.environ  # closed again when train() returns
+    assert result.summary["distributed"] == {"strategy": strategy, "processes": 1, "global_batch": 8}
+    assert _losses(result.run_dir) == pytest.approx(_losses(single.run_dir), rel=1e-4, abs=1e-5)

@@ -437,7 +437,7 @@ def test_layer_class_is_read_from_the_model_config(tiny_model_dir):
     assert layer_class_names(_cfg(**{"model.name": str(tiny_model_dir)})) == "LlamaDecoderLayer"
 
 
-def test_cli_writes_the_files_and_says_graft_train_does_not_shard(tmp_path):
+def test_cli_writes_the_files_and_says_how_graft_launches_them_itself(tmp_path):
     from typer.testing import CliRunner
 
     from graft.cli.app import app
@@ -448,7 +448,7 @@ def test_cli_writes_the_files_and_says_graft_train_does_not_shard(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "deepspeed.json").is_file() and (tmp_path / "out" / "accelerate_config.yaml").is_file()
     text = " ".join(result.output.split())
-    assert "accelerate launch --config_file" in text and "does not shard" in text
+    assert "accelerate launch --config_file" in text and f"graft train -c {run} --nproc 2" in text
     bad = CliRunner().invoke(app, ["distributed", "config", "-c", str(run), "--set", "distributed.offload=nvme",
                                    "--set", "distributed.strategy=zero3"])
     assert isinstance(bad.exception, ConfigError) and "distributed.nvme_path" in str(bad.exception)

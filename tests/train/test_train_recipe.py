@@ -188,3 +188,27 @@ def test_every_epoch_is_walked_by_its_own_batch_count_with_packing():
     batch = _micro_batches(items, lengths, cfg)
     seen = [batch(i).tokens for i in range(sum(counts))]
     assert sum(seen) == 6 * sum(lengths)  # six whole epochs, nothing skipped or repeated
+
+
+def test_on_eval_sees_each_evaluation_and_stop_training_ends_the_run(tiny_model_dir, tmp_path, helpers):
+    from graft.errors import StopTraining
+
+    data = tmp_path / "toy.json"
+    data.write_text(json.dumps(helpers.toy_rows()))
+    cfg = helpers.tiny_config(tiny_model_dir, data, tmp_path / "runs", **{"train.max_steps": 10, "train.eval_every": 2})
+    seen = []
+
+    def on_eval(step, scores):
+        seen.append((step, scores["eval_loss"]))
+        if step == 4:
+            raise StopTraining("pruned by the test")
+
+    with pytest.raises(StopTraining):
+        train(cfg, on_eval=on_eval)
+    assert [s for s, _ in seen] == [2, 4]  # in-training evaluations only (not the one before step 1)
+    folder = RunFolder(tmp_path / "runs" / "run")
+    summary = folder.read_summary()
+    assert summary["status"] == "stopped" and summary["reason"] == "pruned by the test" and summary["steps"] == 4
+    evals = [r for r in folder.read_metrics() if r["type"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 2, 4] and evals[-1]["eval_loss"] == pytest.approx(seen[-1][1])
+    assert "stopped at step 4: pruned by the test" in folder.log_file.read_text()
