@@ -30,6 +30,8 @@ A record is a plain dict (JSON-ready), so the store, the exporters and the chart
 
 from __future__ import annotations
 
+import math
+
 from graft.memory.devices import GiB
 
 METRICS = (
@@ -39,6 +41,18 @@ METRICS = (
     "trainable_params", "total_params", "trainable_percent", "grad_norm_mean",
 )
 STATUSES = ("pending", "completed", "failed", "pruned")
+
+
+def finite(value):
+    """NaN and infinity (a diverged run's losses) as None, all the way down: strict JSON, which the API
+    sends, has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def _gib(v: float) -> str:

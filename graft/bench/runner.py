@@ -21,6 +21,7 @@ from pathlib import Path
 
 from graft.bench.cell import PREFIX
 from graft.bench.matrix import Cell, Matrix
+from graft.bench.record import finite
 from graft.bench.store import Store
 from graft.progress import NullProgress, Progress
 
@@ -150,13 +151,13 @@ def build_record(benchmark: str, cell: Cell, label: str, run_dir: Path, error: s
     status = "completed" if error is None and summary.get("status") == "completed" else "failed"
     if status == "failed" and error is None:
         error = summary.get("error") or f"the run ended '{summary.get('status', 'without a summary')}'"
-    return {
+    return finite({
         "benchmark": benchmark, "cell": cell.id, "index": cell.index, "label": label, "params": cell.params,
         "status": status, "error": error, "config": cell.config.model_dump(mode="json"),
         "metrics": _metrics(summary, trace, wall_s) if summary else None,
         "trace": trace, "evals": evals, "run_dir": str(run_dir),
         "started": started.isoformat(timespec="seconds"), "finished": datetime.now().isoformat(timespec="seconds"),
-    }
+    })
 
 
 def _metrics(summary: dict, trace: list[dict], wall_s: float) -> dict:

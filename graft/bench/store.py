@@ -81,7 +81,7 @@ class Store:
             for b in s.scalars(select(BenchmarkRow).order_by(BenchmarkRow.updated.desc())):
                 statuses = [r.get("status") for r in self._records(s, b)]
                 out.append({"name": b.name, "updated": b.updated.isoformat(timespec="seconds"), "cells": len(b.cells),
-                            **{k: statuses.count(k) for k in ("completed", "failed")}})
+                            **{k: statuses.count(k) for k in ("completed", "failed", "pruned")}})
             return out
 
     def records(self, benchmark: str) -> list[dict]:

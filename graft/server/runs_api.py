@@ -50,6 +50,7 @@ class BenchmarkOut(BaseModel):
     cells: int
     completed: int
     failed: int
+    pruned: int = 0  # tuning trials stopped early (graft tune)
 
 
 class BenchmarkDetail(BaseModel):

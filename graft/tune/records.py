@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from graft.bench.matrix import Cell
+from graft.bench.record import finite
 from graft.bench.runner import build_record
 from graft.config import RunConfig
 from graft.tune.space import Space
@@ -38,7 +38,7 @@ def trial_record(benchmark: str, outcome: Outcome, base: RunConfig, baseline: bo
         record["config"] = None  # the sampled values made no valid config (the error says why)
     record["trial"] = {"number": outcome.number, "baseline": baseline, "state": outcome.state,
                        "value": outcome.value, "step": outcome.step}
-    return _finite(record)
+    return finite(record)
 
 
 def trial_row(frozen, space: Space) -> dict:
@@ -51,7 +51,7 @@ def trial_row(frozen, space: Space) -> dict:
         "number": frozen.number,
         "state": state,
         "baseline": bool(attrs.get("baseline")),
-        "eval_loss": _finite(frozen.value) if state in ("completed", "pruned") else None,
+        "eval_loss": finite(frozen.value) if state in ("completed", "pruned") else None,
         "step": attrs.get("step") if state == "completed" else (steps[-1] if steps and state == "pruned" else None),
         "params": {k: space.params[k].decode(v) if k in space.params else v for k, v in frozen.params.items()},
         "error": error,
@@ -60,17 +60,6 @@ def trial_row(frozen, space: Space) -> dict:
         "started": frozen.datetime_start.isoformat(timespec="seconds") if frozen.datetime_start else None,
         "finished": frozen.datetime_complete.isoformat(timespec="seconds") if frozen.datetime_complete else None,
     }
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinity (a diverged trial's losses) as None: strict JSON, which the API sends, has neither."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def short(value: Any) -> str:

@@ -282,3 +282,22 @@ def test_cli_benchmark(tmp_path, tiny_model_dir, tiny_chat_data):
     listed = run_graft("benchmark", "list", "--db", db, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert re.search(r"│ t\s+│ 2\s+│ 2\s+│ 0\s+│", listed.stdout), listed.stdout
+
+
+def test_a_diverged_cell_is_stored_and_served_as_strict_json(tmp_path):
+    """NaN losses (a diverged run) become null: the API's strict JSON would refuse NaN with a 500."""
+    from datetime import datetime
+
+    from graft.bench.matrix import Cell
+    from graft.config import RunConfig
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "steps": 2, "train_time_s": 1.0,
+                                                      "final_loss": float("nan"), "eval_loss": float("inf")}))
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"type": "train", "step": 1, "loss": float("nan")}) + "\n")
+    cell = Cell(0, {"train.lr": 10.0}, RunConfig.from_dict({"data": {"path": "d.json"}}))
+    record = runner.build_record("diverged", cell, "lr=10", run_dir, None, 1.0, datetime.now())
+    assert record["metrics"]["final_loss"] is None and record["metrics"]["eval_loss"] is None
+    assert record["trace"][0]["loss"] is None
+    json.dumps(record, allow_nan=False)  # what the API's JSON response does

@@ -96,7 +96,7 @@ def test_benchmarks(client, runs_root):
                      "status": "completed", "metrics": {"tokens_per_s": 100.0, "peak_memory_bytes": 2**30},
                      "trace": trace, "evals": []})
     assert client.get("/api/benchmarks").json() == [
-        {"name": "tiny", "updated": client.get("/api/benchmarks").json()[0]["updated"], "cells": 2, "completed": 1, "failed": 0}]
+        {"name": "tiny", "updated": client.get("/api/benchmarks").json()[0]["updated"], "cells": 2, "completed": 1, "failed": 0, "pruned": 0}]
     body = client.get("/api/benchmarks/tiny").json()
     assert [r["status"] for r in body["records"]] == ["completed", "pending"]
     assert body["charts"]["loss"]["$schema"].startswith("https://vega.github.io/schema/vega-lite/v5")

@@ -18,8 +18,14 @@ async function showList(body) {
   fill(body, items.length ? h("ul", { className: "cards" }, items.map((b) => {
     const name = typeof b === "string" ? b : b.name;
     return h("li", {}, h("a", { href: `#/benchmarks/${encodeURIComponent(name)}` }, name),
-      typeof b === "object" && b.records !== undefined ? h("span", { className: "muted" }, ` · ${b.records} records`) : null);
-  })) : h("p", { className: "muted" }, "No benchmarks yet: run `graft bench` or submit a benchmark job."));
+      typeof b === "object" ? h("span", { className: "muted" }, ` · ${counts(b)}`) : null);
+  })) : h("p", { className: "muted" }, "No benchmarks yet: run `graft benchmark` or `graft tune`, or submit a benchmark job."));
+}
+
+// "6 cells: 5 completed, 1 pruned" (statuses with none left out)
+function counts(b) {
+  const parts = ["completed", "failed", "pruned"].filter((k) => b[k]).map((k) => `${b[k]} ${k}`);
+  return `${b.cells} cells` + (parts.length ? `: ${parts.join(", ")}` : "");
 }
 
 async function showOne(body, name) {
