@@ -8,8 +8,8 @@ with its rank from torchrun's environment. Rank 0 shows progress and writes the 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -63,12 +63,38 @@ def launch(cfg: RunConfig, how: Launch, resume_dir: str | Path | None = None) ->
     with tempfile.TemporaryDirectory(prefix="graft-launch-") as tmp:
         config = Path(tmp) / "config.yaml"
         cfg.save(config)
-        cmd = [sys.executable, "-m", "torch.distributed.run", *how.torchrun_args(), "-m", "graft.train.launch", str(config)]
+        argv = [*how.torchrun_args(), "-m", "graft.train.launch", str(config)]
         if resume_dir:
-            cmd += ["--resume", str(resume_dir)]
-        # torchrun would set 1 thread a process (and say so); the recipe splits the cores itself
-        env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // how.nproc)), **os.environ}
-        return subprocess.call(cmd, env=env), run_dir
+            argv += ["--resume", str(resume_dir)]
+        return _torchrun(argv, threads=max(1, (os.cpu_count() or 1) // how.nproc)), run_dir
+
+
+def _torchrun(argv: list[str], threads: int) -> int:
+    """torchrun in this process; returns the first failed process's exit code (0: all succeeded).
+
+    Run here rather than as a command so that a failure ends with the processes' own message (rank 0
+    prints "error: ..."), not torchrun's report and traceback on top of it."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level, quiet.level = quiet.level, logging.CRITICAL
+    # torchrun would set 1 thread a process (and say so); the recipe splits the cores itself
+    ours = "OMP_NUM_THREADS" not in os.environ
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        run(get_args_parser().parse_args(argv))
+        return 0
+    except ChildFailedError as e:
+        code = e.get_first_failure()[1].exitcode
+        return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
+    except SignalException:
+        return 130
+    finally:
+        quiet.setLevel(level)
+        if ours:
+            os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def main(argv: list[str] | None = None) -> int:

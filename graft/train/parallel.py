@@ -10,6 +10,7 @@ gradients and optimizer state sharded) or DeepSpeed ZeRO-1/2/3. Only rank 0 writ
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import socket
 from contextlib import contextmanager, nullcontext
@@ -206,7 +207,9 @@ class DDP(Group):
 
         cuda = self.device.type == "cuda"
         # buffers (rotary tables) are identical on every rank: no broadcast in each forward
-        wrapped = DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None, broadcast_buffers=False)
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else {"broadcast_buffers": False})  # the older name (torch < 2.13)
+        wrapped = DistributedDataParallel(model, device_ids=[self.device.index] if cuda else None, **sync)
         return wrapped, make_optimizer(model)
 
     def inner(self, model):

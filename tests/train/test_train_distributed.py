@@ -147,3 +147,15 @@ def test_a_sharding_strategy_runs_in_one_process(setup, strategy):
     assert not dist.is_initialized() and "LOCAL_RANK" not in os.environ  # closed again when train() returns
     assert result.summary["distributed"] == {"strategy": strategy, "processes": 1, "global_batch": 8}
     assert _losses(result.run_dir) == pytest.approx(_losses(single.run_dir), rel=1e-4, abs=1e-5)
+
+
+def test_a_bad_row_fails_every_process_with_one_clear_error(tiny_model_dir, tmp_path):
+    data = tmp_path / "bad.json"
+    data.write_text(json.dumps([{"instruction": "Name a colour.", "output": "Red."}, {"instruction": "No output."}]))
+    p = subprocess.run([sys.executable, "-c", "from graft.cli import main; main()", "train", "--model", str(tiny_model_dir),
+                        "--data", str(data), "--nproc", "2", "--output-dir", str(tmp_path / "runs"), "--run-name", "bad"],
+                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"},
+                       timeout=300)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "bad.json row 2" in p.stderr and "Traceback" not in p.stderr and "ChildFailedError" not in p.stderr, p.stderr
+    assert not (tmp_path / "runs" / "bad").exists()  # nothing was written for a run that never started
