@@ -81,7 +81,8 @@ def test_two_processes_match_one_with_the_same_global_batch(setup, strategy):
     assert log.count("run folder ") == 1
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", pytest.param("zero2", marks=needs_deepspeed),
+                                      pytest.param("zero3", marks=needs_deepspeed)])
 def test_resume_continues_where_it_stopped(setup, strategy):
     """Resume from the step-2 checkpoint of a finished two-process run: steps 3-6 come out as before."""
     config, _ = setup
