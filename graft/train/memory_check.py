@@ -7,14 +7,20 @@ from graft.config import RunConfig
 from graft.errors import DoesNotFitError
 
 
-def estimate_memory(cfg: RunConfig, model_folder, technique, options, task: str, items, packed: bool):
-    """The run's Estimate; raises DoesNotFitError when it cannot fit and memory.check is on."""
-    from graft.memory.devices import device_for, this_machine
+def estimate_memory(cfg: RunConfig, model_folder, technique, options, task: str, items, packed: bool,
+                    processes_here: int = 1):
+    """The run's Estimate; raises DoesNotFitError when it cannot fit and memory.check is on.
+
+    `processes_here`: the run's processes on this machine. On a CPU they share its memory, so each
+    is held to its share; on GPUs each has its own device."""
+    from graft.memory.devices import DeviceSpec, device_for, this_machine
     from graft.memory.result import fmt_bytes
     from graft.memory.run import estimate_run
     from graft.memory.tokens import largest_micro_batch
 
     device = device_for(cfg.memory.device, cfg.memory.vram) if (cfg.memory.device or cfg.memory.vram) else this_machine()
+    if device.kind == "cpu" and processes_here > 1:
+        device = DeviceSpec(f"{device.name}, 1/{processes_here} of it", device.total_bytes // processes_here, "cpu")
     sizes = largest_micro_batch(items, cfg.train.batch_size, cfg.data.max_length, cfg.data.packing, packed, cfg.train.seed)
     est = estimate_run(cfg, model_folder, technique, options, task, device, sizes.tokens, sizes.targets,
                        data_tokens=sizes.data_tokens)

@@ -96,7 +96,7 @@ def _train(cfg: RunConfig, technique, device, strategy: Single, lever_warnings: 
     tokenizer = load_tokenizer(source, cfg.model.trust_remote_code)
     data = prepare_data(cfg.data, tokenizer, cfg.train.seed, task)
     # Refuse a run that cannot fit before the weights load (not after minutes of it).
-    estimate = estimate_memory(cfg, source.folder, technique, options, task, data.train.items, packed)
+    estimate = estimate_memory(cfg, source.folder, technique, options, task, data.train.items, packed, world.local_size)
     model, _ = load_model(source, cfg.model.dtype, cfg.model.trust_remote_code, task=task, labels=data.labels,
                           load_options=technique.load_options(options, task), tokenizer=tokenizer, progress=progress)
 

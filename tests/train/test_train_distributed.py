@@ -79,6 +79,7 @@ def test_two_processes_match_one_with_the_same_global_batch(setup, strategy):
     # only rank 0 wrote: one log line per message, not two
     log = (run_dir / "train.log").read_text()
     assert log.count("run folder ") == 1
+    assert "of this CPU, 1/2 of it" in log  # two processes share this machine's memory: each is held to half
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp", pytest.param("zero2", marks=needs_deepspeed),
