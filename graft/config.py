@@ -105,12 +105,13 @@ class TrainConfig(_Section):
 
 
 class DistributedConfig(_Section):
-    """Sharding across GPUs. graft writes and validates the DeepSpeed / FSDP config; the launch is separate."""
+    """How the processes of `graft train --nproc N` share the run: DDP, FSDP2 or DeepSpeed ZeRO (docs/distributed.md)."""
 
     strategy: Literal["none", "ddp", "zero1", "zero2", "zero3", "fsdp"] = "none"
     offload: Literal["none", "cpu", "nvme"] = Field("none", description="ZeRO offload of optimizer states (and params for zero3)")
     nvme_path: str | None = Field(None, description="folder on a fast local disk, for offload: nvme")
-    num_gpus: int = Field(1, ge=1, description="GPUs the run is sharded over (the estimate divides by it)")
+    num_gpus: int = Field(1, ge=1, description="processes (GPUs) the run is sharded over; the estimate divides by it, "
+                                               "and a launch records its own number here")
 
 
 class MemoryConfig(_Section):
