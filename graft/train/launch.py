@@ -128,4 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Straight out: the run is saved and closed, and the interpreter's teardown of torch.distributed's
+    # and DeepSpeed's native objects has been seen to abort a finished process (SIGABRT) now and then.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

@@ -65,11 +65,24 @@ def make_batch(items, packed: bool, pad_id: int) -> Batch:
     return flatten(items) if packed else pad(items, pad_id)
 
 
-@torch.no_grad()
 def evaluate_items(model, items, batch_size: int = 8, progress=None, packed: bool = True, pad_id: int = 0) -> dict:
     """Mean loss over every target of `items`; for classification also accuracy and F1."""
+    return eval_scores(eval_sums(model, items, batch_size, progress, packed, pad_id))
+
+
+def eval_scores(sums: dict) -> dict:
+    """{loss, (accuracy, F1)} from eval_sums' totals (added up over several processes, or not)."""
     from graft.evaluate.metrics import classification_scores
 
+    out = {"loss": sums["total"] / max(sums["count"], 1)}
+    if sums["gold"]:
+        out.update(classification_scores(sums["preds"], sums["gold"]))
+    return out
+
+
+@torch.no_grad()
+def eval_sums(model, items, batch_size: int = 8, progress=None, packed: bool = True, pad_id: int = 0) -> dict:
+    """The summed loss and target count over `items` (and class predictions with their gold labels)."""
     was_training = model.training
     model.eval()
     total, count, preds, gold = 0.0, 0, [], []
@@ -91,10 +104,7 @@ def evaluate_items(model, items, batch_size: int = 8, progress=None, packed: boo
     if progress:
         progress.finish("eval")
     model.train(was_training)
-    out = {"loss": total / max(count, 1)}
-    if gold:
-        out.update(classification_scores(preds, gold))
-    return out
+    return {"total": total, "count": count, "preds": preds, "gold": gold}
 
 
 def mean_loss(model, items, batch_size: int = 8, progress=None, packed: bool = True, pad_id: int = 0) -> float:

@@ -125,6 +125,12 @@ class Single:
         scaler.update()
         return norm
 
+    def evaluate(self, model, items, **options) -> dict:
+        """Scores over `items` (graft.train.loss.evaluate_items' options)."""
+        from graft.train.loss import evaluate_items
+
+        return evaluate_items(self.inner(model), items, **options)
+
     # -- collectives (no-ops for one process) --
     def all_sum(self, values: list[float]) -> list[float]:
         return values
@@ -157,6 +163,22 @@ class Single:
 
 class Group(Single):
     """The collectives every multi-process strategy shares (torch.distributed over the run's processes)."""
+
+    # FSDP and ZeRO-3: a forward needs every process (each holds a shard of the weights)
+    shards_weights = False
+
+    def evaluate(self, model, items, **options) -> dict:
+        """Each process scores every N-th item and the sums are added up; where a forward needs every
+        process, each scores all of them (the same forwards in the same order)."""
+        from graft.train.loss import eval_scores, eval_sums
+
+        if self.shards_weights:
+            return super().evaluate(model, items, **options)
+        mine = eval_sums(self.inner(model), items[self.world.rank::self.world.size], **options)
+        total, count = self.all_sum([mine["total"], mine["count"]])
+        parts = self.gather((mine["preds"], mine["gold"]))
+        return eval_scores({"total": total, "count": count,
+                            "preds": [p for preds, _ in parts for p in preds], "gold": [g for _, gold in parts for g in gold]})
 
     def all_sum(self, values: list[float]) -> list[float]:
         import torch.distributed as dist
@@ -225,6 +247,7 @@ class FSDP(Group):
     weights share a unit, which peft needs."""
 
     name = "fsdp"
+    shards_weights = True
 
     def prepare(self, model, make_optimizer):
         from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
@@ -281,6 +304,7 @@ class DeepSpeed(Group):
     def __init__(self, world, device, cfg):
         super().__init__(world, device, cfg)
         self.stage = ZERO[cfg.distributed.strategy]
+        self.shards_weights = self.stage == 3
         self.engine = None
 
     def prepare(self, model, make_optimizer):
@@ -325,6 +349,20 @@ class DeepSpeed(Group):
         self.engine.save_checkpoint(str(folder / "deepspeed"), tag="state", save_latest=False,
                                     exclude_frozen_parameters=True)
         return {"deepspeed": "deepspeed/state"}
+
+    def close(self) -> None:
+        import gc
+
+        import deepspeed.comm as ds_comm
+        import torch.distributed as dist
+
+        # DeepSpeed keeps its own references to the process groups (ZeRO makes some); left for the
+        # interpreter's teardown, their gloo threads can abort the process as it exits
+        self.engine = None
+        if dist.is_initialized():
+            ds_comm.destroy_process_group()
+        gc.collect()
+        super().close()
 
     def load_optimizer_state(self, model, optimizer, state: dict, folder: Path) -> None:
         path, _ = self.engine.load_checkpoint(str(folder / "deepspeed"), tag="state", load_module_strict=False,

@@ -30,7 +30,7 @@ from graft.techniques.saved import head_modules, save_trained
 from graft.train.attention import use_packed_attention
 from graft.train.checkpoint import load_trainer_state, restore_weights, save_checkpoint
 from graft.train.levers import apply_tf32, autocast, check_levers, check_trainable, enable_gradient_checkpointing, grad_scaler
-from graft.train.loss import evaluate_items, make_batch, perplexity
+from graft.train.loss import make_batch, perplexity
 from graft.train.memory_check import estimate_memory
 from graft.train.optim import build_optimizer, build_scheduler
 from graft.train.parallel import Single, World, make_strategy
@@ -182,8 +182,8 @@ def _train(cfg: RunConfig, technique, device, strategy: Single, lever_warnings: 
     folder.write_summary(summary)
 
     def run_eval(step: int, during: bool = True) -> dict:
-        # every rank evaluates (a sharded model's forward needs them all); rank 0 logs
-        scores = _log_eval(folder, inner, data.eval, cfg, step, progress, packed, pad_id)
+        # every rank takes part (its share of the items, or all of them for sharded weights); rank 0 logs
+        scores = _log_eval(folder, strategy, model, data.eval, cfg, step, progress, packed, pad_id)
         if on_eval is not None and during:  # not the final one: the run has finished by then
             on_eval(step, scores)
         return scores
@@ -305,9 +305,10 @@ def _micro_batches(items, lengths, cfg: RunConfig, packed: bool = True, pad_id: 
     return batch
 
 
-def _log_eval(folder: RunFolder, model, evalset, cfg: RunConfig, step: int, progress: Progress,
+def _log_eval(folder: RunFolder, strategy: Single, model, evalset, cfg: RunConfig, step: int, progress: Progress,
               packed: bool, pad_id: int) -> dict:
-    scores = evaluate_items(model, evalset.items, cfg.train.batch_size, progress, packed, pad_id)
+    scores = strategy.evaluate(model, evalset.items, batch_size=cfg.train.batch_size, progress=progress,
+                               packed=packed, pad_id=pad_id)
     loss = scores.pop("loss")
     if "accuracy" in scores:  # classification: accuracy and F1 mean more than a perplexity
         result = {"eval_loss": loss, **{f"eval_{k}": v for k, v in scores.items()}}
