@@ -1,8 +1,9 @@
 """Launch files for sharded multi-GPU training (DeepSpeed ZeRO, FSDP, DDP), written and validated here.
 
-These files are for launching with `accelerate launch` and your own script (graft's own launch is
-`graft train --nproc N`, graft/train/launch.py). Values that depend on the model or the launch (bucket sizes, the global batch) are left "auto" for
-accelerate / the transformers Trainer to fill; everything graft's config says is written out.
+These files are for `accelerate launch` with a script of your own (graft launches its own loop with
+`graft train --nproc N`: graft/train/launch.py, parallel.py). Values that depend on the model or the
+launch (bucket sizes, the global batch) are left "auto" for accelerate / the transformers Trainer to
+fill; everything graft's config says is written out.
 """
 
 from __future__ import annotations

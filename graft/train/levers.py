@@ -12,7 +12,7 @@ import torch
 
 from graft.config import RunConfig, TrainConfig
 from graft.errors import ConfigError
-from graft.train.distributed import check_distributed
+from graft.train.distributed import ZERO_STAGE, check_distributed
 from graft.train.optim import BNB_MINIMUM
 
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -27,7 +27,7 @@ def check_levers(cfg: RunConfig, technique, device: torch.device, processes: int
     t, cuda = cfg.train, device.type == "cuda"
     warnings = check_distributed(cfg, technique, processes)
     d = cfg.distributed
-    if d.strategy.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+    if d.strategy in ZERO_STAGE and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"distributed.strategy={d.strategy} needs DeepSpeed; it is not installed",
                           hint="pip install 'graft[distributed]', or use distributed.strategy=ddp or fsdp")
     if d.offload != "none" and not cuda:

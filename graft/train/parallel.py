@@ -9,7 +9,6 @@ gradients and optimizer state sharded) or DeepSpeed ZeRO-1/2/3. Only rank 0 writ
 
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 import socket
@@ -21,6 +20,7 @@ import torch
 
 from graft.config import RunConfig
 from graft.errors import ConfigError
+from graft.train.distributed import ZERO_STAGE, deepspeed_config
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,22 @@ class World:
                    int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1))))
 
 
-def make_strategy(cfg: RunConfig, device: torch.device) -> "Single":
+def strategy_name(cfg: RunConfig, world: World) -> str:
+    """distributed.strategy, or ddp for several processes where none is named."""
+    if cfg.distributed.strategy == "none" and world.size > 1:
+        return "ddp"
+    return cfg.distributed.strategy
+
+
+def make_strategy(cfg: RunConfig, device: torch.device, world: World) -> "Single":
     """The strategy for this process; joins the process group when there is more than one process
     (or a sharding strategy asks for one, e.g. DeepSpeed ZeRO with offload on one GPU)."""
-    world = World.from_env()
-    name = cfg.distributed.strategy
-    if name == "none" and world.size > 1:
-        name = "ddp"  # several processes and no strategy named: plain data parallelism
+    name = strategy_name(cfg, world)
     if name == "none":
         return Single()
-    _join(world, device, deepspeed=name in ZERO)
+    _join(world, device, deepspeed=name in ZERO_STAGE)
     cls = {"ddp": DDP, "fsdp": FSDP}.get(name, DeepSpeed)
     return cls(world, device, cfg)
-
-
-ZERO = {"zero1": 1, "zero2": 2, "zero3": 3}
 
 
 def _join(world: World, device: torch.device, deepspeed: bool) -> None:
@@ -303,7 +304,7 @@ class DeepSpeed(Group):
 
     def __init__(self, world, device, cfg):
         super().__init__(world, device, cfg)
-        self.stage = ZERO[cfg.distributed.strategy]
+        self.stage = ZERO_STAGE[cfg.distributed.strategy]
         self.shards_weights = self.stage == 3
         self.engine = None
 
@@ -373,8 +374,6 @@ class DeepSpeed(Group):
 
 def runtime_config(cfg: RunConfig, world_size: int) -> dict:
     """The DeepSpeed config for this launch: the launch-file config with its "auto" values made concrete."""
-    from graft.train.distributed import deepspeed_config
-
     ds = deepspeed_config(cfg)
     ds["train_batch_size"] = cfg.train.batch_size * cfg.train.grad_accum * world_size
     ds.pop("optimizer", None)  # graft's optimizer steps the (offloaded) shards; its schedule drives the rate
@@ -384,7 +383,7 @@ def runtime_config(cfg: RunConfig, world_size: int) -> dict:
     if "offload_optimizer" in zero:
         ds["zero_force_ds_cpu_optimizer"] = False
     ds["steps_per_print"] = 1 << 30  # graft reports progress itself
-    return copy.deepcopy(ds)
+    return ds
 
 
 def decoder_layers(model) -> list:

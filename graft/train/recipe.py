@@ -33,7 +33,7 @@ from graft.train.levers import apply_tf32, autocast, check_levers, check_trainab
 from graft.train.loss import make_batch, perplexity
 from graft.train.memory_check import estimate_memory
 from graft.train.optim import build_optimizer, build_scheduler
-from graft.train.parallel import Single, World, make_strategy
+from graft.train.parallel import Single, World, make_strategy, strategy_name
 from graft.train.step import backprop_step, mezo_step
 from graft.train.run_folder import RunFolder
 
@@ -45,11 +45,11 @@ class TrainResult:
 
 
 def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Path | None = None,
-          on_eval: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_eval: Callable[[int, int, dict], None] | None = None) -> TrainResult:
     """Fine-tune as `cfg` says. With `resume_dir`, continue that run from its latest checkpoint.
 
-    `on_eval(step, scores)` sees every evaluation during training; raising StopTraining from it ends
-    the run there (status "stopped"), as a tuner does to prune a trial.
+    `on_eval(step, total_steps, scores)` sees every evaluation during training; raising StopTraining
+    from it ends the run there (status "stopped"), as a tuner does to prune a trial.
 
     Under torchrun (`graft train --nproc N`) every process calls this; each trains its share of
     every step (graft/train/parallel.py) and only rank 0 writes the run folder.
@@ -60,10 +60,9 @@ def train(cfg: RunConfig, progress: Progress | None = None, resume_dir: str | Pa
     device = torch.device("cuda", world.local_rank) if torch.cuda.is_available() else torch.device("cpu")
     lever_warnings = check_levers(cfg, technique, device, world.size)
     if world.size > 1:  # the run config records what ran; the memory estimate divides sharded state by it
-        strategy_name = cfg.distributed.strategy if cfg.distributed.strategy != "none" else "ddp"
         cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(
-            update={"num_gpus": world.size, "strategy": strategy_name})})
-    strategy = make_strategy(cfg, device)
+            update={"num_gpus": world.size, "strategy": strategy_name(cfg, world)})})
+    strategy = make_strategy(cfg, device, world)
     try:
         return _train(cfg, technique, device, strategy, lever_warnings,
                       progress if world.main and progress else NullProgress(), resume_dir, on_eval)
@@ -185,7 +184,7 @@ def _train(cfg: RunConfig, technique, device, strategy: Single, lever_warnings: 
         # every rank takes part (its share of the items, or all of them for sharded weights); rank 0 logs
         scores = _log_eval(folder, strategy, model, data.eval, cfg, step, progress, packed, pad_id)
         if on_eval is not None and during:  # not the final one: the run has finished by then
-            on_eval(step, scores)
+            on_eval(step, total_steps, scores)
         return scores
 
     if cfg.train.eval_every and data.eval and state["step"] == 0:
