@@ -13,8 +13,9 @@ ordinary path.
 
 from __future__ import annotations
 
+import sys
+
 import torch
-from torch.distributed.tensor import DTensor
 import torch.nn.functional as F
 
 PLAIN_HEAD_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "olmo", "olmo2", "smollm3",
@@ -80,6 +81,9 @@ def plain_head(model) -> tuple[torch.nn.Module, torch.nn.Linear] | None:
         return None
     if base._forward_hooks or base._forward_pre_hooks:
         return None
-    if isinstance(head.weight, DTensor):  # sharded (FSDP): whole only inside the model's own forward
+    # sharded (FSDP2) weights are whole only inside the model's own forward; DTensor is looked up, not
+    # imported: importing torch.distributed.tensor costs ~0.5 s, and whoever sharded the model has done it
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    if dtensor is not None and isinstance(head.weight, dtensor.DTensor):
         return None
     return base.get_decoder(), head
