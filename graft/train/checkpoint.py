@@ -81,12 +81,5 @@ def load_trainer_state(path: Path, optimizer, scheduler, scaler=None, model=None
     return json.loads((path / "state.json").read_text())
 
 
-def load_checkpoint(path: Path, restore: Callable[[Path], None], weights_file: str, optimizer, scheduler,
-                    scaler=None) -> dict[str, Any]:
-    """Weights and trainer state of a one-process run, in one call."""
-    restore_weights(path, restore, weights_file)
-    return load_trainer_state(path, optimizer, scheduler, scaler)
-
-
 def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

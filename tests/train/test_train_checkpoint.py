@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from graft.train.checkpoint import load_checkpoint
+from graft.train.checkpoint import load_trainer_state, restore_weights
 from graft.train.recipe import train
 from graft.train.run_folder import RunFolder
 
@@ -57,7 +57,8 @@ def test_checkpoint_restores_adapter_optimizer_and_rng(tiny_model_dir, tiny_chat
     model = lora.apply(model, cfg.technique.options, ApplyContext())
     opt = build_optimizer(model, cfg.train)
     sched = build_scheduler(opt, cfg.train, 5)
-    state = load_checkpoint(path, lambda p: lora.restore(model, p), lora.weights_file, opt, sched)
+    restore_weights(path, lambda p: lora.restore(model, p), lora.weights_file)
+    state = load_trainer_state(path, opt, sched)
     assert state["step"] == 4 and state["tokens"] > 0
     assert sched.last_epoch == 4
     assert sched.get_last_lr()[0] == cfg.train.lr * (5 - 4) / 5
