@@ -7,24 +7,33 @@ import sys
 
 
 def main() -> None:
-    # graft draws its own bars; libraries that call tqdm directly (transformers' GGUF loader) stay quiet.
-    # tqdm reads this when it is imported, so it is set before anything imports it.
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    from rich.console import Console
-
+    prepare_process()
     from graft.cli.app import app
     from graft.errors import GraftError
-
-    _quiet_libraries()
 
     try:
         app()  # Typer/click render usage errors themselves (exit 2)
     except GraftError as e:
-        err = Console(stderr=True)
-        err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
-        if e.hint:
-            err.print(f"[yellow]hint:[/yellow] {e.hint}", highlight=False)
+        show_error(e)
         sys.exit(2)
+
+
+def prepare_process() -> None:
+    """What every graft command's process starts with (the CLI's, and each process of `--nproc`)."""
+    # graft draws its own bars; libraries that call tqdm directly (transformers' GGUF loader) stay quiet.
+    # tqdm reads this when it is imported, so it is set before anything imports it.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    _quiet_libraries()
+
+
+def show_error(e) -> None:
+    """A GraftError as the user sees it: the message and its hint, no traceback."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    err.print(f"[bold red]error:[/bold red] {e}", highlight=False)
+    if e.hint:
+        err.print(f"[yellow]hint:[/yellow] {e.hint}", highlight=False)
 
 def _quiet_libraries() -> None:
     """graft draws its own progress; the libraries' bars and deprecation chatter would interleave."""

@@ -99,6 +99,9 @@ def _torchrun(argv: list[str], threads: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """One process of the run (torchrun starts this with RANK, WORLD_SIZE, ... set)."""
+    from graft.cli import prepare_process, show_error
+
+    prepare_process()  # as a graft command's process is: quiet libraries, no third-party bars
     from graft.errors import GraftError
     from graft.progress import NullProgress
     from graft.train.parallel import World
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             train(cfg, NullProgress(), resume_dir=args.resume)
     except GraftError as e:
         if world.main:
-            print(f"error: {e}" + (f"\nhint: {e.hint}" if e.hint else ""), file=sys.stderr)
+            show_error(e)
         return 2
     except KeyboardInterrupt:
         return 130
