@@ -4,7 +4,6 @@ losses reported to Optuna as it goes, and how it ended (completed, pruned or fai
 from __future__ import annotations
 
 import gc
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from graft.config import RunConfig
 from graft.errors import DataError, ModelNotFoundError, OfflineError, StopTraining
 from graft.progress import Progress
 from graft.train.recipe import train
-from graft.train.run_folder import RunFolder
 from graft.tune.space import Space
 
 
@@ -99,28 +97,17 @@ def trial_name(number: int) -> str:
 def _reporter(trial, outcome: Outcome, prune: bool):
     """on_eval for train(): report each eval loss at its step; prune when the pruner says so, except
     at the last step, where the run is complete anyway."""
-    total: list[int] = []
 
-    def on_eval(step: int, scores: dict) -> None:
+    def on_eval(step: int, total_steps: int, scores: dict) -> None:
         loss = scores.get("eval_loss")
         if loss is None:
             return
         trial.report(loss, step)
         outcome.value, outcome.step = loss, step
-        if not total:
-            total.append(_total_steps(outcome.run_dir))
-        if prune and step < total[0] and trial.should_prune():
+        if prune and step < total_steps and trial.should_prune():
             raise StopTraining(f"pruned at step {step}: eval loss {loss:.4f} is worse than the median of earlier trials")
 
     return on_eval
-
-
-def _total_steps(run_dir: Path) -> int:
-    """The run's planned steps, which train() writes to summary.json before the first step."""
-    try:
-        return int(json.loads(RunFolder(run_dir).summary.read_text())["total_steps"])
-    except (OSError, KeyError, ValueError):
-        return 2 ** 62  # unknown: never treat a step as the last
 
 
 def _empty_cuda_cache() -> None:

@@ -198,7 +198,8 @@ def test_on_eval_sees_each_evaluation_and_stop_training_ends_the_run(tiny_model_
     cfg = helpers.tiny_config(tiny_model_dir, data, tmp_path / "runs", **{"train.max_steps": 10, "train.eval_every": 2})
     seen = []
 
-    def on_eval(step, scores):
+    def on_eval(step, total_steps, scores):
+        assert total_steps == 10
         seen.append((step, scores["eval_loss"]))
         if step == 4:
             raise StopTraining("pruned by the test")
