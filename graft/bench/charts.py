@@ -264,6 +264,16 @@ def _outcome(record: dict) -> str:
     return "baseline" if record["trial"].get("baseline") else record.get("status", "?")
 
 
+_OUTCOME_MARKS = {"baseline": ("square", "#e45756"), "completed": ("circle", "#4c78a8"), "pruned": ("cross", "#9d9d9d")}
+
+
+def _outcome_marks(*outcomes: str) -> dict:
+    """Shape and colour encodings that tell the trial outcomes shown apart (one legend, "Trial")."""
+    return {channel: {"field": "outcome", "type": "nominal", "title": "Trial",
+                      "scale": {"domain": list(outcomes), "range": [_OUTCOME_MARKS[o][i] for o in outcomes]}}
+            for i, channel in enumerate(("shape", "color"))}
+
+
 def tuning_history(records: list[dict]) -> dict | None:
     """Eval loss per trial: completed trials as dots, the baseline as a square, pruned trials as crosses
     at the loss they were stopped with, and a step line through the best completed loss so far."""
@@ -286,12 +296,7 @@ def tuning_history(records: list[dict]) -> dict | None:
               "mark": {"type": "point", "size": 90, "filled": True, "tooltip": True},
               "encoding": {"x": x, "y": {"field": "eval_loss", "type": "quantitative", "title": "Eval loss",
                                          "scale": {"zero": False}},
-                           "shape": {"field": "outcome", "type": "nominal", "title": "Trial",
-                                     "scale": {"domain": ["baseline", "completed", "pruned"],
-                                               "range": ["square", "circle", "cross"]}},
-                           "color": {"field": "outcome", "type": "nominal", "title": "Trial",
-                                     "scale": {"domain": ["baseline", "completed", "pruned"],
-                                               "range": ["#e45756", "#4c78a8", "#9d9d9d"]}},
+                           **_outcome_marks("baseline", "completed", "pruned"),
                            "tooltip": [{"field": "label", "title": "Trial"}, {"field": "outcome", "title": "Outcome"},
                                        {"field": "eval_loss", "title": "Eval loss", "format": ".4f"},
                                        {"field": "step", "title": "At step"},
@@ -328,10 +333,7 @@ def tuning_slice(records: list[dict], key: str) -> dict | None:
                  mark={"type": "point", "size": 90, "filled": True, "tooltip": True},
                  encoding={"x": x, "y": {"field": "eval_loss", "type": "quantitative", "title": "Eval loss",
                                          "scale": {"zero": False}},
-                           "shape": {"field": "outcome", "type": "nominal", "title": "Trial",
-                                     "scale": {"domain": ["baseline", "completed"], "range": ["square", "circle"]}},
-                           "color": {"field": "outcome", "type": "nominal", "title": "Trial",
-                                     "scale": {"domain": ["baseline", "completed"], "range": ["#e45756", "#4c78a8"]}},
+                           **_outcome_marks("baseline", "completed"),
                            "tooltip": [{"field": "label", "title": "Trial"},
                                        {"field": "eval_loss", "title": "Eval loss", "format": ".4f"}]})
 

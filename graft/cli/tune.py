@@ -58,7 +58,7 @@ def tune(
 
 
 def _table(result) -> None:
-    from graft.tune.records import short
+    from graft.tune.records import params_text
 
     table = Table(title=f"study {result.name}: {len(result.trials)} trials")
     for col in ("#", "state", "eval loss", "step", "params", "time"):
@@ -71,7 +71,7 @@ def _table(result) -> None:
         if t["number"] == best:
             state = f"[bold green]{state} best[/bold green]"
         loss = f"{t['eval_loss']:.4f}" if t["eval_loss"] is not None else ""
-        params = " ".join(f"{k.rsplit('.', 1)[-1]}={short(v)}" for k, v in t["params"].items())
+        params = params_text(t["params"])
         if t["error"] and t["state"] == "failed":
             params += f"  [red]{t['error'].splitlines()[0][:80]}[/red]"
         wall = f"{t['wall_s']:.0f} s" if t.get("wall_s") is not None else ""

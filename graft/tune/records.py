@@ -19,8 +19,13 @@ INTERRUPTED = "interrupted: the process ended during this trial"
 
 def label(number: int, params: dict[str, Any], baseline: bool = False) -> str:
     """`#3 lr=0.000323 r=16 target_modules=q_proj,v_proj`; the baseline says so."""
-    parts = [f"{key.rsplit('.', 1)[-1]}={short(value)}" for key, value in params.items()]
-    return " ".join([f"#{number}" + (" baseline" if baseline else ""), *parts])
+    head, text = f"#{number}" + (" baseline" if baseline else ""), params_text(params)
+    return f"{head} {text}" if text else head
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """`lr=0.000323 r=16 target_modules=q_proj,v_proj`: the last part of each key, the value short."""
+    return " ".join(f"{key.rsplit('.', 1)[-1]}={short(value)}" for key, value in params.items())
 
 
 def trial_record(benchmark: str, outcome: Outcome, base: RunConfig, baseline: bool) -> dict:

@@ -155,7 +155,8 @@ def _check_same(study, cfg: RunConfig, space: Space, folder: Path) -> None:
     if theirs is None:
         study.set_user_attr("graft", mine)
         return
-    changed = sorted(k for k in set(_flat(theirs)) | set(_flat(mine)) if _flat(theirs).get(k) != _flat(mine).get(k))
+    before, now = _flat(theirs), _flat(mine)
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
         shown = ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
         raise ConfigError(f"study '{study.study_name}' in {folder} was started with another config or space "
