@@ -36,6 +36,10 @@ def drift(
     retrain: bool = typer.Option(False, "--retrain", help="on drift, train a new run with this run's config on --data"),
     data: Optional[str] = typer.Option(None, help="the new training data for --retrain"),
     steps: Optional[int] = typer.Option(None, help="optimizer steps for --retrain (default: the run's)"),
+    submit: bool = typer.Option(False, "--submit", help="with --retrain: queue the training as a job in --db "
+                                "for the web app's workers (graft serve / graft worker) instead of training here"),
+    broker: Optional[str] = typer.Option(None, help="with --submit: also announce the job to Celery workers "
+                                         "at this broker (default: GRAFT_BROKER_URL when set)"),
 ) -> None:
     """Compare served prompts with the run's training data; exit 0: no drift, 3: drift."""
     from graft.errors import ConfigError
@@ -44,13 +48,18 @@ def drift(
 
     if retrain != bool(data):
         raise ConfigError("--retrain needs --data NEW_DATA" if retrain else "--data goes with --retrain")
+    if submit and not retrain:
+        raise ConfigError("--submit goes with --retrain")
+    if broker and not submit:
+        raise ConfigError("--broker goes with --submit")
     with RichProgress() as progress:
         report = drift_report(run, RequestLog(db), model_id=model, threshold=threshold, max_rows=max_rows,
                               progress=progress)
     if not as_json:
         _print_report(report)
     if retrain:
-        report["retrained"] = _retrain(run, data, steps, report["drifted"], quiet=as_json)
+        queue = {"db": db, "broker": broker} if submit else None
+        report["retrained"] = _retrain(run, data, steps, report["drifted"], quiet=as_json, queue=queue)
     if as_json:
         out.print_json(json.dumps(report))
     if report["drifted"]:
@@ -84,12 +93,20 @@ def _print_report(report: dict) -> None:
     out.print(escape(f"report {files['json']}\nchart  {files['svg']} (also .png, spec .vl.json)"), highlight=False)
 
 
-def _retrain(run: Path, data: str, steps: int | None, drifted: bool, quiet: bool) -> dict | None:
+def _retrain(run: Path, data: str, steps: int | None, drifted: bool, quiet: bool, queue: dict | None) -> dict | None:
     if not drifted:
         if not quiet:
             out.print("no drift, so nothing was retrained")
         return None
-    from graft.monitor.retrain import retrain
+    from graft.monitor.retrain import retrain, submit_retrain
+
+    if queue is not None:
+        job, announced = submit_retrain(run, data, steps, **queue)
+        if not quiet:
+            where = "announced to the Celery workers" if announced else "for the workers sharing that database"
+            out.print(f"[bold green]queued[/bold green] re-training job {job.id} (run {job.spec['run_name']}), "
+                      f"{where}; follow it with GET /api/jobs/{job.id}", highlight=False)
+        return {"job": job.id, "run_name": job.spec["run_name"], "announced": announced}
 
     with RichProgress() as progress:
         result = retrain(run, data, steps, progress)

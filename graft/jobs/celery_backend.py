@@ -67,6 +67,15 @@ def make_app(broker: str | None = None, db: str | Path | None = None, runs_root:
     return app
 
 
+def submit(store: JobStore, kind: str, spec: dict, broker: str | None = None):
+    """Queue a job in `store` (validated: a ConfigError names the field) and, with a broker, ring for it.
+    Without one, workers sharing the database (embedded in `graft serve`, or serve_workers) take it."""
+    job = store.submit(kind, spec)
+    if broker:
+        enqueue(job.id, broker)
+    return job
+
+
 def enqueue(job_id: str, broker: str | None = None) -> None:
     """Ring for a queued job (API side). The job must already be in the store."""
     url = broker_url(broker)

@@ -1,7 +1,9 @@
-"""Re-training after drift: the run's own config on new data, as a new run beside the old one."""
+"""Re-training after drift: the run's own config on new data, as a new run beside the old one,
+trained here or queued as a train job for the web app's workers."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -31,3 +33,16 @@ def retrain(run_dir: str | Path, data: str, steps: int | None = None, progress: 
     from graft.train.recipe import train
 
     return train(retrain_config(run_dir, data, steps, run_name), progress)
+
+
+def submit_retrain(run_dir: str | Path, data: str, steps: int | None = None, db: str | Path | None = None,
+                   broker: str | None = None, run_name: str | None = None):
+    """Queue the re-training as a train job in graft's job database `db` (the one `graft serve` and
+    `graft worker` take jobs from); with a Celery broker (`broker`, else GRAFT_BROKER_URL when set),
+    ring for it too. Returns (the queued Job, whether a broker was rung)."""
+    from graft.jobs import JobStore
+    from graft.jobs.celery_backend import BROKER_ENV, submit
+
+    cfg = retrain_config(run_dir, data, steps, run_name)
+    broker = broker or os.environ.get(BROKER_ENV) or None
+    return submit(JobStore(db), "train", cfg.model_dump(mode="json"), broker), bool(broker)

@@ -41,6 +41,7 @@ def create_app(pool: ModelPool | None = None, settings: ServerSettings | None = 
     app.include_router(metrics.router, dependencies=guarded)
     app.include_router(serving_api.router, dependencies=guarded)
     app.include_router(jobs_api.router, dependencies=guarded)
+    app.include_router(jobs_api.seed_router, dependencies=guarded)
     # uploads may exceed the app-wide request limit, up to max_upload_bytes
     app.include_router(datasets_api.router, dependencies=guarded, max_body_size=datasets_api.body_limit(settings))
     app.include_router(models_api.router, dependencies=guarded)

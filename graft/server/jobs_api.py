@@ -21,6 +21,8 @@ from graft.jobs import KINDS, STATUSES, Job, JobStore
 from graft.jobs.store import FINISHED
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+# the seed's names for the same operations: POST /models/train and GET /models/progress
+seed_router = APIRouter(prefix="/api/models", tags=["jobs"])
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
 
@@ -46,6 +48,18 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     progress: dict[str, Any] | None
+
+
+class TrainProgress(BaseModel):
+    id: str
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    run_dir: str | None
+    task: str | None = Field(description="what the job is doing now: train, eval, ...")
+    step: int | None = Field(description="steps of the current task done")
+    total: int | None = Field(description="steps of the current task in all")
+    fraction: float | None = Field(description="step / total")
+    loss: float | None = Field(description="the latest training loss")
+    error: str | None
 
 
 class EventOut(BaseModel):
@@ -84,6 +98,36 @@ def cancel(job_id: str, request: Request) -> dict:
     store = _store(request)
     _job(store, job_id)
     return store.cancel(job_id).to_dict()
+
+
+@seed_router.post("/train", status_code=201, response_model=JobOut)
+def train(spec: dict[str, Any], request: Request) -> dict:
+    """Queue a training run: the body is a run config (as `graft train -c` reads); the same as
+    POST /api/jobs with kind train. Follow it with GET /api/models/progress?job_id=ID."""
+    return request.app.state.jobs.submit("train", spec).to_dict()
+
+
+@seed_router.get("/progress", response_model=list[TrainProgress])
+def progress(request: Request, job_id: str | None = None) -> list[dict]:
+    """How far training has got: the train job `job_id`, or every queued and running one."""
+    store = _store(request)
+    if job_id is not None:
+        job = _job(store, job_id)
+        jobs = [job] if job.kind == "train" else []
+        if not jobs:
+            raise HTTPException(409, f"job {job_id} is a {job.kind} job, not a training run")
+    else:
+        jobs = [j for status in ("running", "queued") for j in store.list(status, "train", 1000)]
+    return [_train_progress(j) for j in jobs]
+
+
+def _train_progress(job: Job) -> dict:
+    now = job.progress or {}
+    step, total = now.get("completed"), now.get("total")
+    loss = (now.get("tasks") or {}).get("train", {}).get("loss")
+    return {"id": job.id, "status": job.status, "run_dir": job.run_dir, "task": now.get("task"), "step": step,
+            "total": total, "fraction": step / total if step is not None and total else None,
+            "loss": loss if isinstance(loss, (int, float)) else None, "error": job.error}
 
 
 @router.get("/{job_id}/logs", response_model=list[EventOut])

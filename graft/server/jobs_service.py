@@ -19,12 +19,9 @@ class JobService:
         self.pool = WorkerPool(settings.db, settings.workers, self.runs_root, stale_after_s) if embedded else None
 
     def submit(self, kind: str, spec: dict):
-        job = self.store.submit(kind, spec)
-        if self.broker:
-            from graft.jobs.celery_backend import enqueue
+        from graft.jobs.celery_backend import submit
 
-            enqueue(job.id, self.broker)
-        return job
+        return submit(self.store, kind, spec, self.broker)
 
     def start(self) -> list[dict]:
         """Start the workers; returns the jobs recovered from a previous run."""

@@ -23,6 +23,7 @@ def served(db, runs_root, workers=1):
     app = FastAPI()
     errors.install(app)
     app.include_router(jobs_api.router)
+    app.include_router(jobs_api.seed_router)
     app.state.jobs = JobService(ServerSettings(db=db, workers=workers, runs_root=str(runs_root)))
     app.state.jobs.start()
     try:
@@ -82,6 +83,34 @@ def test_train_job_streams_progress_completes_and_adapter_downloads(db, runs_roo
         assert client.get("/api/jobs?kind=export").json() == []
         r = client.post(f"/api/jobs/{job['id']}/cancel")
         assert r.status_code == 409 and "completed already" in r.json()["error"]["message"]
+
+
+def test_the_seed_endpoints_train_and_report_progress(db, runs_root, train_spec, wait):
+    with served(db, runs_root) as client:
+        r = client.post("/api/models/train", json=train_spec(**{"train.max_steps": 20}))
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["kind"] == "train" and job["status"] == "queued"
+        # the job is listed as soon as it is queued, and its progress can be polled until it is done
+        assert job["id"] in {p["id"] for p in client.get("/api/models/progress").json()}
+        seen = []
+        while True:
+            [now] = client.get("/api/models/progress", params={"job_id": job["id"]}).json()
+            seen.append(now)
+            if now["status"] in ("completed", "failed"):
+                break
+        assert now["status"] == "completed" and now["error"] is None, now
+        assert now["run_dir"].endswith(job["id"]) and isinstance(now["loss"], float)
+        train = [p for p in seen if p["task"] == "train"]
+        assert train and train[-1]["total"] == 20 and all(0 <= p["fraction"] <= 1 for p in train)
+        assert client.get("/api/models/progress").json() == []  # nothing queued or running any more
+
+        bad = client.post("/api/models/train", json={**train_spec(), "technique": {"name": "lora", "r": 0}})
+        assert bad.status_code == 400 and "technique: lora: r: Input should be greater than or equal to 1" in bad.text
+        assert client.get("/api/models/progress", params={"job_id": "nope"}).status_code == 404
+        other = client.post("/api/jobs", json={"kind": "evaluate", "spec": {"run": job["id"]}}).json()
+        r = client.get("/api/models/progress", params={"job_id": other["id"]})
+        assert r.status_code == 409 and "not a training run" in r.text
 
 
 def test_errors_and_cancel_of_a_queued_job(db, runs_root, train_spec):

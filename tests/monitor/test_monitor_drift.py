@@ -128,11 +128,42 @@ def test_cli_exit_codes_and_retraining(run_dir, tmp_path, helpers):
 
     usage = runner.invoke(monitor.app, ["drift", str(run_dir), "--db", str(other), "--retrain"])
     assert "--retrain needs --data" in str(usage.exception)
+    usage = runner.invoke(monitor.app, ["drift", str(run_dir), "--db", str(other), "--submit"])
+    assert "--submit goes with --retrain" in str(usage.exception)
 
     table = runner.invoke(monitor.app, ["requests", "--db", str(other), "--limit", "3"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "Served requests" in table.output
     assert "runs/run" in table.output and table.output.count(" toy ") == 3  # newest 3 only
     assert "no served requests" in runner.invoke(monitor.app, ["requests", "--db", str(tmp_path / "none.db")]).output
+
+
+def test_retraining_can_be_queued_as_a_job_for_the_web_apps_workers(run_dir, tmp_path, helpers, monkeypatch):
+    from graft.jobs import JobStore
+    from graft.jobs.execute import execute
+
+    monkeypatch.delenv("GRAFT_BROKER_URL", raising=False)
+    db = tmp_path / "graft.db"  # the server's database: served requests and jobs
+    log_with(db, shakespeare(), str(run_dir.resolve()))
+    new_data = tmp_path / "new.json"
+    new_data.write_text(json.dumps(helpers.toy_rows()[:32]))
+    before = set(run_dir.parent.iterdir())
+
+    r = CliRunner().invoke(monitor.app, ["drift", str(run_dir), "--db", str(db), "--retrain", "--data", str(new_data),
+                                         "--steps", "3", "--submit", "--json"])
+    assert r.exit_code == 3, r.output
+    queued = json.loads(r.stdout)["retrained"]
+    assert set(run_dir.parent.iterdir()) == before  # nothing trained here
+
+    store = JobStore(db)
+    [job] = store.list()
+    assert (job.id, job.kind, job.status) == (queued["job"], "train", "queued") and queued["announced"] is False
+    assert job.spec["run_name"] == queued["run_name"] and queued["run_name"].startswith(f"{run_dir.name}-retrain-")
+    assert job.spec["data"]["path"] == str(new_data.resolve()) and job.spec["train"]["max_steps"] == 3
+
+    # what a worker of `graft serve` does with it
+    result = execute(store, store.claim("test"), tmp_path / "jobs-runs")
+    assert result["summary"]["steps"] == 3
+    assert (tmp_path / "jobs-runs" / queued["run_name"] / "adapter" / "adapter_config.json").is_file()
 
 
 def test_served_prompts_match_the_run_however_the_server_named_it(run_dir, tmp_path, monkeypatch):
