@@ -18,9 +18,10 @@ out = Console()
 def export_command(
     target: str = typer.Argument(..., help="run folder or adapter folder"),
     format: str = typer.Option("merged", "--format", "-f", help="merged (safetensors for transformers) or gguf"),
-    quant: list[str] = typer.Option(["f16"], "--quant", "-q",
-                                    help="GGUF type(s), comma-separated or repeated: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 "
-                                         "q4_0; with llama-cpp-python also q2_k q3_k_m q4_k_m q5_k_m q6_k ..."),
+    quant: Optional[list[str]] = typer.Option(
+        None, "--quant", "-q", help="comma-separated or repeated. GGUF (default f16): f32 f16 bf16 q8_0 q5_1 q5_0 "
+        "q4_1 q4_0, with llama-cpp-python also q2_k q3_k_m q4_k_m q5_k_m q6_k ...; merged (default: float "
+        "weights of --dtype): nf4 fp4 int8, stored by bitsandbytes"),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="export folder (default: TARGET/export)"),
     dtype: str = typer.Option("float32", help="merged weights' dtype: float32, float16 or bfloat16"),
     prompts: Optional[Path] = typer.Option(None, help="check with these prompts (a text file, one per line)"),
@@ -41,10 +42,12 @@ def export_command(
         texts = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]
         if not texts:
             raise ConfigError(f"--prompts: {prompts} holds no prompt (one per line)")
-    quants = [q for item in quant for q in item.split(",")]
+    quants = [q for item in quant or [] for q in item.split(",") if q.strip()]
+    if push and format == "merged" and len(quants) > 1:
+        raise ConfigError("--push uploads one merged export: give one --quant with it")
     with RichProgress() as progress:
         results = export(target, format, output, quants, dtype, texts, verify, progress)
-    folder = _folder_of(target, output, format)
+    folder = _folder_of(target, output, format, results)
     if push:
         url = push_folder(folder, push, private)
         out.print(f"pushed {folder} to {url}")
@@ -54,10 +57,13 @@ def export_command(
     _print(results, folder)
 
 
-def _folder_of(target: str, output: Optional[Path], fmt: str) -> Path:
+def _folder_of(target: str, output: Optional[Path], fmt: str, results: list[dict]) -> Path:
     from graft.export.run import default_out
 
-    return (output or default_out(Path(target))) / fmt
+    root = output or default_out(Path(target))
+    if fmt == "gguf":
+        return root / "gguf"
+    return root / results[0]["folder"] if len(results) == 1 else root  # merged-nf4/ and merged-int8/, say
 
 
 def _print(results: list[dict], folder: Path) -> None:
@@ -67,7 +73,7 @@ def _print(results: list[dict], folder: Path) -> None:
         table.add_column(name, justify="left" if name in ("type", "checked by") else "right")
     warn = []
     for m in results:
-        f = m["files"][0] if m["format"] == "gguf" else {"name": "merged/", "bytes": sum(x["bytes"] for x in m["files"])}
+        f = m["files"][0] if m["format"] == "gguf" else {"name": f"{m['folder']}/", "bytes": sum(x["bytes"] for x in m["files"])}
         checks = m["verification"] or [None]
         for c in checks:
             if c is None:

@@ -90,10 +90,15 @@ def save_model(model, tokenizer, out: Path, dtype: str = "float32", progress: Pr
     if getattr(model, "hf_quantizer", None) is not None:  # a GGUF-loaded base refuses to save otherwise
         model.hf_quantizer.remove_quantization_config(model)
     model = model.to(DTYPES[dtype]) if dtype != "float32" else model
+    progress.log(f"saving the merged model to {out}")
+    return write_folder(model, tokenizer, out)
+
+
+def write_folder(model, tokenizer, out: Path) -> list[Path]:
+    """save_pretrained of model and tokenizer into a folder beside `out`, renamed to `out` when whole."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        progress.log(f"saving the merged model to {out}")
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if out.exists():

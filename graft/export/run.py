@@ -1,5 +1,6 @@
-"""`export`: a run (or adapter folder) to a merged transformers folder or GGUF files, each reloaded
-and checked against the trained model, with a manifest beside it."""
+"""`export`: a run (or adapter folder) to a merged transformers folder (float, or 4-/8-bit through
+bitsandbytes) or GGUF files, each reloaded and checked against the trained model, with a manifest
+beside it."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def export(target: str | Path, fmt: str = "merged", out: str | Path | None = Non
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; expected one of {', '.join(FORMATS)}")
     target = Path(target)
-    quants = _check_quants(quants or ["f16"]) if fmt == "gguf" else []
+    quants = _check_quants(quants or ["f16"]) if fmt == "gguf" else _check_bnb_quants(quants or [])
     out = Path(out) if out else default_out(target)
 
     loaded, notes = trained_model(target, progress)
@@ -38,6 +39,9 @@ def export(target: str | Path, fmt: str = "merged", out: str | Path | None = Non
         loaded.generative()
     source = _source(target, loaded)
     causal = loaded.task == "causal-lm"
+    if quants and not causal:
+        raise ConfigError(f"--quant {quants[0]}: a 4-bit or 8-bit merged export is made for causal LMs; "
+                          f"this run is a {loaded.task} model", hint="export its float weights (--dtype float16)")
     texts = prompts or check.DEFAULT_PROMPTS
     seqs = check.reference_sequences(loaded.model, loaded.tokenizer, texts) if verify and causal else []
     # computed before merging: merge_and_unload changes the model in place
@@ -47,8 +51,10 @@ def export(target: str | Path, fmt: str = "merged", out: str | Path | None = Non
     if seqs:
         notes.append(_merge_note(check.agreement(trained, check.hf_logits(model), seqs)))
 
-    if fmt == "merged":
+    if fmt == "merged" and not quants:
         return [_merged(model, loaded.tokenizer, out / "merged", dtype, source, notes, seqs, trained, verify, progress)]
+    if fmt == "merged":
+        return _merged_quantised(model, loaded.tokenizer, out, quants, source, notes, seqs, trained, verify, progress)
     with tempfile.TemporaryDirectory(prefix="graft-export-") as tmp:
         folder = Path(tmp) / "merged"
         save_model(model, loaded.tokenizer, folder, "float32", progress)
@@ -71,7 +77,35 @@ def _merged(model, tokenizer, folder: Path, dtype: str, source: dict, notes: lis
         found = (check.agreement(trained, check.hf_logits(reloaded), seqs) if seqs
                  else _class_agreement(trained, _class_logits(reloaded, tokenizer, list(trained.texts))))
         checks.append({"with": "transformers", "reference": "the trained model, adapter unmerged", **found})
-    result = manifests.build("merged", dtype, source, files, checks, notes)
+    return _manifest(folder, dtype, source, files, checks, notes)
+
+
+def _merged_quantised(model, tokenizer, out: Path, quants: list[str], source: dict, notes: list[str], seqs, trained,
+                      verify: bool, progress: Progress) -> list[dict]:
+    """One folder per bitsandbytes type, `merged-nf4/` say, each quantised from the float32 merge."""
+    from graft.export import bnb
+    from graft.export import verify as check
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="graft-export-") as tmp:
+        merged = Path(tmp) / "merged"
+        save_model(model, tokenizer, merged, "float32", progress)
+        for quant in quants:
+            folder = out / f"merged-{quant}"
+            files = bnb.save_quantized(merged, folder, quant, progress)
+            checks = []
+            if verify and seqs:
+                progress.log(f"reloading {folder.name} with transformers to check it")
+                found = check.agreement(trained, check.hf_logits(bnb.reload(folder)), seqs)
+                checks.append({"with": "transformers", "reference": "the trained model, adapter unmerged", **found})
+            note = (f"weights stored {quant} by bitsandbytes: AutoModelForCausalLM.from_pretrained loads them "
+                    "quantised and needs bitsandbytes installed")
+            results.append(_manifest(folder, quant, source, files, checks, notes + [note]))
+    return results
+
+
+def _manifest(folder: Path, kind: str, source: dict, files: list[Path], checks: list[dict], notes: list[str]) -> dict:
+    result = manifests.build("merged", kind, source, files, checks, notes, {"folder": folder.name})
     manifests.write(result, folder / "graft-export.json")
     (folder / "README.md").write_text(manifests.model_card([result]))
     return result
@@ -162,6 +196,19 @@ def _check_quants(quants: list[str]) -> list[str]:
         raise ConfigError(f"unknown --quant '{q}'; graft writes {', '.join(WRITER_QUANTS)} itself, and "
                           f"{', '.join(llama_cpp.LLAMA_CPP_QUANTS)} through llama.cpp when llama-cpp-python is installed")
     return list(dict.fromkeys(quants))
+
+
+def _check_bnb_quants(quants: list[str]) -> list[str]:
+    from graft.export.bnb import BNB_QUANTS, check_available
+
+    quants = list(dict.fromkeys(q.strip().lower() for q in quants if q.strip()))
+    for q in quants:
+        if q not in BNB_QUANTS:
+            raise ConfigError(f"unknown --quant '{q}' for a merged export; expected one of {', '.join(BNB_QUANTS)} "
+                              "(bitsandbytes), or none for float weights (--dtype)")
+    if quants:
+        check_available()
+    return quants
 
 
 def _source(target: Path, loaded) -> dict:
