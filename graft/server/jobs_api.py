@@ -55,8 +55,8 @@ class TrainProgress(BaseModel):
     status: Literal[STATUSES]  # type: ignore[valid-type]
     run_dir: str | None
     task: str | None = Field(description="what the job is doing now: train, eval, ...")
-    step: int | None = Field(description="steps of the current task done")
-    total: int | None = Field(description="steps of the current task in all")
+    step: int | None = Field(description="optimizer steps done (kept after training, while it evaluates and saves)")
+    total: int | None = Field(description="optimizer steps in all")
     fraction: float | None = Field(description="step / total")
     loss: float | None = Field(description="the latest training loss")
     error: str | None
@@ -123,8 +123,8 @@ def progress(request: Request, job_id: str | None = None) -> list[dict]:
 
 def _train_progress(job: Job) -> dict:
     now = job.progress or {}
-    step, total = now.get("completed"), now.get("total")
-    loss = (now.get("tasks") or {}).get("train", {}).get("loss")
+    train = (now.get("tasks") or {}).get("train", {})
+    step, total, loss = train.get("completed"), train.get("total"), train.get("loss")
     return {"id": job.id, "status": job.status, "run_dir": job.run_dir, "task": now.get("task"), "step": step,
             "total": total, "fraction": step / total if step is not None and total else None,
             "loss": loss if isinstance(loss, (int, float)) else None, "error": job.error}
