@@ -1,4 +1,5 @@
-"""Plain helpers for tests: tiny random models built in memory, and a progress that interrupts a run.
+"""Plain helpers for tests: tiny random models built in memory, a progress that interrupts a run,
+servers on free ports (an app under uvicorn, a stand-in for the Hugging Face Hub).
 
 (tests/conftest.py builds the on-disk tiny Llama with its tokenizer; this module is importable by
 name from any test because pytest puts tests/ on sys.path for that conftest.)
@@ -6,6 +7,8 @@ name from any test because pytest puts tests/ on sys.path for that conftest.)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +16,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
@@ -81,9 +85,11 @@ class StopAfter(NullProgress):
                 raise KeyboardInterrupt
 
 
-def run_graft(*args, cwd=None, pythonpath=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The `graft` command in a fresh Python, as a user runs it (wide columns so tables are not cut)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
+def run_graft(*args, cwd=None, pythonpath=None, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+    """The `graft` command in a fresh Python, as a user runs it (wide columns so tables are not cut);
+    offline unless `env` (added to this process's) says otherwise."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONWARNINGS": "ignore",
+           **(env or {})}
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run([sys.executable, "-c", "from graft.cli import main; main()", *map(str, args)],
@@ -121,3 +127,61 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def fake_hub(repo_id: str, files: dict[str, bytes], commit: str = "c" * 40):
+    """A local stand-in for the Hugging Face Hub serving one model repo (what snapshot_download asks:
+    revision info, the file tree, HEAD and GET of each file). Yields (endpoint URL, paths requested);
+    any other repo is a 404 the Hub way (X-Error-Code: RepoNotFound)."""
+    requested: list[str] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self._answer(head=True)
+
+        def do_GET(self):
+            self._answer(head=False)
+
+        def _answer(self, head: bool):
+            path = self.path.split("?")[0]
+            requested.append(path)
+            if path.startswith(f"/api/models/{repo_id}/revision/"):
+                return self._send(json.dumps({"id": repo_id, "sha": commit,
+                                              "siblings": [{"rfilename": f} for f in files]}).encode(), head)
+            if path.startswith(f"/api/models/{repo_id}/tree/"):
+                return self._send(json.dumps([{"type": "file", "path": f, "size": len(b), "oid": _git_oid(b)}
+                                              for f, b in files.items()]).encode(), head)
+            if path.startswith(f"/{repo_id}/resolve/"):
+                name = path.split("/resolve/", 1)[1].split("/", 1)[1]
+                if name in files:
+                    return self._send(files[name], head, [("X-Repo-Commit", commit), ("ETag", f'"{_git_oid(files[name])}"')])
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound" if path.startswith("/api/models/") else "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _send(self, body: bytes, head: bool, headers=()):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in headers:
+                self.send_header(key, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _git_oid(blob: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(blob) + blob).hexdigest()

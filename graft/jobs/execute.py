@@ -82,6 +82,14 @@ def _benchmark(store: JobStore, job: Job, runs_root: Path, progress: Progress) -
             "completed": sum(r["status"] == "completed" for r in records), "records": records}
 
 
+def _download(store: JobStore, job: Job, runs_root: Path, progress: Progress) -> dict:
+    from graft.models.hub import download
+
+    hub_id = job.spec["hub_id"]
+    progress.log(f"downloading {hub_id} from the Hugging Face Hub")
+    return {"name": hub_id, "path": str(download(hub_id, revision=job.spec.get("revision"), progress=progress))}
+
+
 def run_folder(store: JobStore, name: str, runs_root: Path) -> Path:
     """A run named by a train job's id or by its folder name in the runs root."""
     try:
@@ -97,4 +105,4 @@ def run_folder(store: JobStore, name: str, runs_root: Path) -> Path:
 
 
 RUNNERS: dict[str, Callable[[JobStore, Job, Path, Any], dict]] = {
-    "train": _train, "evaluate": _evaluate, "export": _export, "benchmark": _benchmark}
+    "train": _train, "evaluate": _evaluate, "export": _export, "benchmark": _benchmark, "download": _download}

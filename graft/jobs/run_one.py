@@ -17,7 +17,7 @@ import time
 import traceback
 
 from graft.errors import GraftError
-from graft.jobs.store import LOST, JobStore, resumable, worker_id
+from graft.jobs.store import LOST, JobStore, resume_plan, worker_id
 
 HEARTBEAT_S = 1.0
 GRACE_S = 2.0  # after this, a stop the job has not noticed is raised at its next progress report
@@ -90,8 +90,8 @@ def _interrupted(store: JobStore, job_id: str, me: str, reason: str) -> None:
                      error="cancelled by request", worker=me)
     elif reason.startswith("lost"):
         pass  # someone else owns the job now
-    elif resumable(job):
-        store.requeue(job_id, f"{reason}; will resume from checkpoint step {resumable(job)}", worker=me)
+    elif resume_plan(job):
+        store.requeue(job_id, f"{reason}; {resume_plan(job)}", worker=me)
     else:
         store.finish(job_id, "failed", error=f"{LOST} ({reason})", worker=me)
 

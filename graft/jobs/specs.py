@@ -4,6 +4,7 @@
     evaluate   {run, data?, limit?, compare_base?, max_new_tokens?, batch_size?}
     export     {run, format?, quants?, dtype?, verify?}
     benchmark  a benchmark matrix (graft/bench/matrix.py); every cell is validated
+    download   {hub_id, revision?}: a Hub model's safetensors and tokenizer files, into the Hub cache
 `run` names a run folder in the runs root, or a train job by its id.
 """
 
@@ -39,6 +40,13 @@ class ExportSpec(_Spec):
     verify: bool = True
 
 
+class DownloadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hub_id: str = Field(..., description="ORG/NAME on the Hugging Face Hub", pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    revision: str | None = Field(None, description="branch, tag or commit")
+
+
 def validate(kind: str, spec: Any) -> dict:
     """The spec as it will be stored; a ConfigError naming the field when it is wrong."""
     if not isinstance(spec, dict):
@@ -55,13 +63,14 @@ def validate(kind: str, spec: Any) -> dict:
         except (TypeError, ValueError, AttributeError) as e:  # shapes the matrix reader does not name
             raise ConfigError(f"benchmark spec: {e}") from None
         return spec
-    model = {"evaluate": EvaluateSpec, "export": ExportSpec}[kind]
+    model = {"evaluate": EvaluateSpec, "export": ExportSpec, "download": DownloadSpec}[kind]
     try:
         checked = model.model_validate(spec)
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"{kind} spec: {'.'.join(map(str, err['loc'])) or 'spec'}: {err['msg']}") from None
-    _check_name(checked.run, f"{kind} spec: run")
+    if isinstance(checked, _Spec):
+        _check_name(checked.run, f"{kind} spec: run")
     return checked.model_dump(mode="json")
 
 

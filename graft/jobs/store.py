@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from graft.db import ensure_tables
 from graft.errors import ConflictError, NotFoundError
 
-KINDS = ("train", "evaluate", "benchmark", "export")
+KINDS = ("train", "evaluate", "benchmark", "export", "download")
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 MAX_ATTEMPTS = 3  # a job that takes its worker down every time must not loop forever
@@ -250,8 +250,9 @@ class JobStore:
 
     def recover(self, stale_after_s: float = 30.0) -> list[dict]:
         """Running jobs whose worker is gone (heartbeat older than `stale_after_s`, or a dead pid on
-        this host): a train job with a checkpoint is re-queued to resume, any other is failed with
-        the reason (cancelled, if a cancel was asked for). Returns [{id, action, reason}]."""
+        this host): a train job with a checkpoint is re-queued to resume, and so is a download (the
+        Hub cache keeps the files it finished); any other is failed with the reason (cancelled, if a
+        cancel was asked for). Returns [{id, action, reason}]."""
         done = []
         for job in self.list(status="running", limit=10_000):
             gone = _gone(job, stale_after_s)
@@ -260,16 +261,25 @@ class JobStore:
             why = f"{LOST} ({gone})"
             if job.cancel_requested:
                 action = "cancelled" if self.finish(job.id, "cancelled", error=why, worker=job.worker) else None
-            elif resumable(job) and job.attempts < MAX_ATTEMPTS:
-                why += f"; resuming from checkpoint step {resumable(job)}"
+            elif resume_plan(job) and job.attempts < MAX_ATTEMPTS:
+                why += f"; {resume_plan(job)}"
                 action = "requeued" if self.requeue(job.id, why, worker=job.worker) else None
             else:
-                if resumable(job):
+                if resume_plan(job):
                     why += f"; not resumed: it was started {job.attempts} times"
                 action = "failed" if self.finish(job.id, "failed", error=why, worker=job.worker) else None
             if action:
                 done.append({"id": job.id, "action": action, "reason": why})
         return done
+
+
+def resume_plan(job: Job) -> str | None:
+    """How a stopped job goes on if it is queued again, or None when it cannot: a train job from its
+    latest checkpoint, a download where it stopped (the Hub cache keeps the files it finished)."""
+    if job.kind == "download":
+        return "downloading again (files already fetched are kept)"
+    step = resumable(job)
+    return f"resuming from checkpoint step {step}" if step else None
 
 
 def resumable(job: Job) -> int | None:

@@ -29,7 +29,8 @@ KEEPALIVE_S = 15.0
 
 class SubmitJob(BaseModel):
     kind: Literal[KINDS]  # type: ignore[valid-type]
-    spec: dict[str, Any] = Field(..., description="train: a run config; evaluate/export: {run, ...}; benchmark: a matrix")
+    spec: dict[str, Any] = Field(..., description="train: a run config; evaluate/export: {run, ...}; benchmark: a matrix; "
+                                                 "download: {hub_id, revision?}")
 
 
 class JobOut(BaseModel):

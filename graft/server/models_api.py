@@ -1,17 +1,19 @@
-"""What a run can be built from: models (catalog + downloaded), Hub downloads, the technique
+"""What a run can be built from: models (catalog + downloaded), Hub downloads (as jobs), the technique
 registry, and the memory estimate of a RunConfig before anything loads."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
 from graft.config import RunConfig
 from graft.errors import ConfigError
+from graft.jobs.specs import DownloadSpec
+from graft.server.jobs_api import JobOut
 
 router = APIRouter(prefix="/api", tags=["models"])
 
@@ -23,16 +25,6 @@ class ModelOut(BaseModel):
     task: str
     source: str
     cached: str
-
-
-class Download(BaseModel):
-    hub_id: str = Field(..., description="ORG/NAME on the Hugging Face Hub", pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-    revision: str | None = Field(None, description="branch, tag or commit")
-
-
-class Downloaded(BaseModel):
-    name: str
-    path: str
 
 
 class OptionOut(BaseModel):
@@ -87,13 +79,16 @@ def list_models() -> list[dict]:
     return rows()
 
 
-@router.post("/models/download", response_model=Downloaded, responses={503: {"description": "offline"}})
-def download(body: Download) -> dict:
-    """Fetch a model's safetensors and tokenizer files into the Hub cache. Synchronous: the reply
-    comes when the download is done (large models take minutes; a job would report progress)."""
-    from graft.models.hub import download as fetch
+@router.post("/models/download", status_code=201, response_model=JobOut,
+             responses={503: {"description": "the Hub cannot be reached"}})
+def download(body: DownloadSpec, request: Request) -> dict:
+    """Queue a download of a Hub model's safetensors and tokenizer files into the Hub cache, as a
+    job (large models take minutes): follow it at GET /api/jobs/{id}; its result names the folder.
+    An offline server answers 503 at once."""
+    from graft.models.hub import require_hub
 
-    return {"name": body.hub_id, "path": str(fetch(body.hub_id, revision=body.revision))}
+    require_hub(body.hub_id)
+    return request.app.state.jobs.submit("download", body.model_dump()).to_dict()
 
 
 @router.get("/techniques", response_model=list[TechniqueOut], tags=["techniques"])

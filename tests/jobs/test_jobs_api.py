@@ -1,21 +1,24 @@
 """/api/jobs over real HTTP (uvicorn in a thread, workers in child processes): submit -> SSE
-progress to completion -> adapter zip; typed errors; cancel; logs; list filters."""
+progress to completion -> adapter zip; typed errors; cancel; logs; list filters; the seed's
+/api/models/train, /api/models/progress and /api/models/download (a job, against a stand-in Hub)."""
 
 from __future__ import annotations
 
 import io
 import json
 import zipfile
+from pathlib import Path
 from contextlib import contextmanager
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from graft.server import errors, jobs_api
+from graft.jobs import JobStore
+from graft.server import errors, jobs_api, models_api
 from graft.server.jobs_service import JobService
 from graft.server.settings import ServerSettings
-from testkit import running
+from testkit import fake_hub, running
 
 
 @contextmanager
@@ -24,6 +27,7 @@ def served(db, runs_root, workers=1):
     errors.install(app)
     app.include_router(jobs_api.router)
     app.include_router(jobs_api.seed_router)
+    app.include_router(models_api.router)
     app.state.jobs = JobService(ServerSettings(db=db, workers=workers, runs_root=str(runs_root)))
     app.state.jobs.start()
     try:
@@ -143,3 +147,31 @@ def test_export_spec_cannot_name_a_path(db, runs_root, spec):
     with served(db, runs_root, workers=0) as client:
         r = client.post("/api/jobs", json={"kind": "export", "spec": spec})
         assert r.status_code == 400, r.text
+
+
+def test_a_model_download_is_a_job_with_progress_in_mib(db, runs_root, wait, tmp_path, monkeypatch):
+    files = {"config.json": b'{"model_type": "llama"}', "model.safetensors": bytes(range(256)) * 10240,  # 2.5 MiB
+             "tokenizer.json": b"{}", "pytorch_model.bin": b"pickled weights"}
+    ended = lambda job: job.status not in ("queued", "running")  # noqa: E731
+    with fake_hub("org/tiny", files) as (url, _):
+        # the job's process is a fresh Python: it reads these as huggingface_hub is imported
+        for key, value in {"HF_ENDPOINT": url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}.items():
+            monkeypatch.setenv(key, value)
+        with served(db, runs_root) as client:
+            r = client.post("/api/models/download", json={"hub_id": "org/tiny"})
+            assert r.status_code == 201, r.text
+            job = r.json()
+            assert job["kind"] == "download" and job["spec"] == {"hub_id": "org/tiny", "revision": None}
+            absent = client.post("/api/models/download", json={"hub_id": "org/absent"}).json()
+            wait(JobStore(db), job["id"], ended, what="the download")
+            wait(JobStore(db), absent["id"], ended, what="the failed download")
+            done, gone = (client.get(f"/api/jobs/{j['id']}").json() for j in (job, absent))
+            logs = client.get(f"/api/jobs/{job['id']}/logs").json()
+    assert done["status"] == "completed", done
+    folder = Path(done["result"]["path"])
+    assert done["result"]["name"] == "org/tiny" and folder.is_relative_to(tmp_path / "hf")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {k: v for k, v in files.items() if k != "pytorch_model.bin"}
+    download = done["progress"]["tasks"]["download"]
+    assert (download["completed"], download["total"]) == (3, 3)  # MiB: 2.5 MiB and the small files, rounded up
+    assert any(e["payload"].get("message") == "downloading org/tiny from the Hugging Face Hub" for e in logs)
+    assert gone["status"] == "failed" and "'org/absent' not found on the Hub" in gone["error"]

@@ -43,6 +43,8 @@ def test_submit_get_list(store, train_spec):
     ("evaluate", {"run": "r", "limt": 3}, "limt"),
     ("evaluate", {"run": "../etc"}, "run"),
     ("export", {"run": "r", "format": "onnx"}, "format"),
+    ("download", {"hub_id": "../etc/passwd"}, "hub_id"),
+    ("download", {"hub_id": "org/m", "run": "r"}, "run"),
     ("benchmark", {"model": {"name": "x"}, "data": {"path": "d.json"}, "matrix": {"train.lr": ["fast"]}}, "lr"),
     ("sing", {}, "kind"),
 ])
@@ -133,6 +135,7 @@ def test_recover(store, train_spec, tmp_path):
     dead.wait()
     jobs = {name: store.submit("train", train_spec()) for name in ("resume", "no_checkpoint", "stale", "alive", "cancel")}
     jobs["eval"] = store.submit("evaluate", {"run": "r"})
+    jobs["download"] = store.submit("download", {"hub_id": "org/m"})
     for job in jobs.values():
         store.claim(f"{host}:{dead.pid}")
     _run_folder(tmp_path / "r1", checkpoint_step=5)
@@ -146,7 +149,7 @@ def test_recover(store, train_spec, tmp_path):
     done = {r["id"]: r for r in store.recover(stale_after_s=30)}
     action = {name: done.get(job.id, {}).get("action") for name, job in jobs.items()}
     assert action == {"resume": "requeued", "no_checkpoint": "failed", "stale": "failed", "alive": None,
-                      "cancel": "cancelled", "eval": "failed"}
+                      "cancel": "cancelled", "eval": "failed", "download": "requeued"}
     resumed = store.get(jobs["resume"].id)
     assert resumed.status == "queued" and resumed.worker is None
     assert "resuming from checkpoint step 5" in store.events(resumed.id)[-1]["payload"]["reason"]
@@ -154,7 +157,8 @@ def test_recover(store, train_spec, tmp_path):
     assert failed.error.startswith("the server or worker stopped while it ran (worker") and failed.finished
     assert "no heartbeat" in store.get(jobs["stale"].id).error
     assert store.recover(30) == []  # nothing twice
-    assert len(store.list()) == 6  # and no record lost
+    assert "downloading again" in store.events(jobs["download"].id)[-1]["payload"]["reason"]
+    assert len(store.list()) == 7  # and no record lost
 
     # a job re-queued MAX_ATTEMPTS times is not resumed again
     _set(store, resumed.id, status="running", worker=f"{host}:{dead.pid}", attempts=3)

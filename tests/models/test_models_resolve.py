@@ -13,17 +13,19 @@ from graft.models import CATALOG, load_model, load_tokenizer, resolve
 from graft.paths import graft_home, models_cache
 
 
-def test_catalog_name_resolves_to_bundled_source(private_graft_home):
+def test_catalog_name_resolves_to_bundled_source(tmp_path, monkeypatch):
     entry = CATALOG["smollm2-135m-instruct"]
     if entry.location() is None:
         pytest.skip(f"{entry.package} is not installed")
+    # an empty GRAFT_HOME of its own: other tests may have converted SmolLM2 into the session's
+    monkeypatch.setenv("GRAFT_HOME", str(tmp_path / "home"))
     src = resolve("smollm2-135m-instruct")
     assert src.origin == "bundled" and src.name == "smollm2-135m-instruct"
     assert src.gguf is not None and src.gguf.is_file() and src.gguf.name == entry.gguf_file
-    # the converted copy lives in graft's cache (here the test session's private GRAFT_HOME)
+    # the converted copy lives in graft's cache
+    assert graft_home() == tmp_path / "home"
     assert src.folder == models_cache() / "smollm2-135m-instruct"
-    assert graft_home() == private_graft_home
-    assert src.needs_conversion  # nothing converted in the private cache
+    assert src.needs_conversion  # nothing converted there yet
     assert src.describe()["origin"] == "bundled"
 
 

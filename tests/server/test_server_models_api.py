@@ -1,5 +1,6 @@
 """/api/models, /api/techniques and /api/estimate: the catalog, offline downloads, the registry
-with its availability, and a tiny config's memory estimate."""
+with its availability, and a tiny config's memory estimate. (A download job against a stand-in
+Hub: tests/jobs/test_jobs_api.py.)"""
 
 from __future__ import annotations
 
@@ -31,16 +32,6 @@ def test_download_offline_is_503(client, monkeypatch):
     assert r.status_code == 503
     error = r.json()["error"]
     assert "not reachable" in error["message"] and error["code"] == "unavailable" and error["hint"]
-
-
-def test_download_online_goes_through_the_hub_module(client, monkeypatch, tmp_path):
-    import graft.models.hub as hub
-
-    calls = []
-    monkeypatch.setattr(hub, "download", lambda repo_id, revision=None: calls.append((repo_id, revision)) or tmp_path)
-    r = client.post("/api/models/download", json={"hub_id": "org/model", "revision": "main"})
-    assert r.status_code == 200 and r.json() == {"name": "org/model", "path": str(tmp_path)}
-    assert calls == [("org/model", "main")]
 
 
 @pytest.mark.parametrize("hub_id", ["../etc", "/abs/path", "noslash", "a/b/c"])

@@ -1,6 +1,7 @@
 """The browser UI end to end, in headless Chromium driven by Playwright: paste the token, upload a
 dataset, fill the new-run form for a 10-step LoRA on the tiny Llama, watch the job complete with its
-loss chart drawn, then chat with the trained adapter and see the streamed reply.
+loss chart drawn, then chat with the trained adapter and see the streamed reply; download a model
+from a stand-in Hub on the models page and see the job's outcome there.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright package; skipped without them."""
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import running
+from testkit import fake_hub, running
 
 CHROMIUM = os.environ.get("GRAFT_CHROMIUM", "/usr/bin/chromium")
 # the closed network floods a default Chromium with refused connections (updates, sync, QUIC probes)
@@ -149,6 +150,34 @@ def test_train_watch_and_chat(site, page, tiny_model_dir, helpers):
         if name == "jobs":
             expect(page.locator("main table tbody tr")).to_have_count(1)
             expect(page.locator("main table .badge")).to_have_text("completed")
+
+
+@no_chromium
+@no_playwright
+def test_models_page_downloads_through_a_job(site, page, tmp_path, monkeypatch):
+    from playwright.sync_api import expect
+
+    url, _ = site
+    files = {"config.json": b'{"model_type": "llama"}', "model.safetensors": bytes(range(256)) * 8192,
+             "tokenizer.json": b"{}"}
+    with fake_hub("org/tiny", files) as (hub, _):
+        # read by the API process at each request and by the job's process when it starts
+        for key, value in {"HF_ENDPOINT": hub, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}.items():
+            monkeypatch.setenv(key, value)
+        page.set_default_timeout(20_000)
+        page.goto(url + "/ui/")
+        page.fill("#token", TOKEN)
+        page.click("#token-form button")
+        page.goto(url + "/ui/#/models")
+        status = page.locator("main .status")
+        for hub_id, outcome in [("org/tiny", f"Downloaded org/tiny to {tmp_path / 'hf'}"),
+                                ("org/absent", "org/absent: 'org/absent' not found on the Hub")]:
+            page.fill("input[name=hub_id]", hub_id)
+            page.click("main form button[type=submit]")
+            expect(status).to_contain_text(outcome, timeout=60_000)
+            expect(status.locator("a[href^='#/jobs/']")).to_have_count(0)  # the progress line gave way to the outcome
+    snapshot = next((tmp_path / "hf").rglob("model.safetensors"))
+    assert snapshot.read_bytes() == files["model.safetensors"]
 
 
 def test_ui_files_stay_in_their_folder():

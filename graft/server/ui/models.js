@@ -18,16 +18,22 @@ export async function render(main) {
     } catch (error) { notice(list, error); }
   }
 
+  // the server answers with a download job; follow it here until it ends (its page has the logs)
   async function download(event) {
     event.preventDefault();
-    notice(status, `Downloading ${hubId.value}…`, "info");
+    const id = hubId.value.trim();
     try {
-      const result = await api("/api/models/download", { json: { hub_id: hubId.value.trim() } });
-      // the server may answer with a job (long download) or with the model itself
-      if (result && result.id && result.kind) {
-        fill(status, h("p", { className: "info" }, "Download queued as ", h("a", { href: `#/jobs/${result.id}` }, `job ${result.id}`)));
-      } else {
-        notice(status, `Downloaded ${hubId.value}.`, "info");
+      const job = await api("/api/models/download", { json: { hub_id: id } });
+      const link = h("a", { href: `#/jobs/${job.id}` }, `job ${job.id}`);
+      const line = h("span", {}, "queued");
+      fill(status, h("p", { className: "info", role: "status" }, `Downloading ${id} (`, link, "): ", line));
+      for (let now = job; ; now = await api(`/api/jobs/${job.id}`)) {
+        const p = now.progress;
+        fill(line, now.status, p && p.total ? ` · ${p.completed ?? 0}/${p.total} MiB` : "");
+        if (now.status === "completed") { notice(status, `Downloaded ${id} to ${now.result.path}.`, "info"); break; }
+        if (!["queued", "running"].includes(now.status)) { notice(status, new Error(`${id}: ${now.error || now.status}`)); break; }
+        if (!main.isConnected) return;  // the user went to another page
+        await new Promise((resolve) => setTimeout(resolve, 1000));
       }
       load();
     } catch (error) { notice(status, error); }
