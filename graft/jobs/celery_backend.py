@@ -43,8 +43,13 @@ def _celery():
     return celery
 
 
+def configured_broker(url: str | None = None) -> str | None:
+    """`url`, else GRAFT_BROKER_URL when set, else None (no Celery: workers share the database)."""
+    return url or os.environ.get(BROKER_ENV) or None
+
+
 def broker_url(url: str | None = None) -> str:
-    url = url or os.environ.get(BROKER_ENV)
+    url = configured_broker(url)
     if not url:
         raise ConfigError(f"no Celery broker: pass --broker redis://HOST:6379/0 or set {BROKER_ENV}")
     return url

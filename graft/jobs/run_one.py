@@ -90,8 +90,8 @@ def _interrupted(store: JobStore, job_id: str, me: str, reason: str) -> None:
                      error="cancelled by request", worker=me)
     elif reason.startswith("lost"):
         pass  # someone else owns the job now
-    elif resume_plan(job):
-        store.requeue(job_id, f"{reason}; {resume_plan(job)}", worker=me)
+    elif plan := resume_plan(job):
+        store.requeue(job_id, f"{reason}; {plan}", worker=me)
     else:
         store.finish(job_id, "failed", error=f"{LOST} ({reason})", worker=me)
 

@@ -258,14 +258,14 @@ class JobStore:
             gone = _gone(job, stale_after_s)
             if gone is None:
                 continue
-            why = f"{LOST} ({gone})"
+            why, plan = f"{LOST} ({gone})", resume_plan(job)
             if job.cancel_requested:
                 action = "cancelled" if self.finish(job.id, "cancelled", error=why, worker=job.worker) else None
-            elif resume_plan(job) and job.attempts < MAX_ATTEMPTS:
-                why += f"; {resume_plan(job)}"
+            elif plan and job.attempts < MAX_ATTEMPTS:
+                why += f"; {plan}"
                 action = "requeued" if self.requeue(job.id, why, worker=job.worker) else None
             else:
-                if resume_plan(job):
+                if plan:
                     why += f"; not resumed: it was started {job.attempts} times"
                 action = "failed" if self.finish(job.id, "failed", error=why, worker=job.worker) else None
             if action:

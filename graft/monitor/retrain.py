@@ -3,7 +3,6 @@ trained here or queued as a train job for the web app's workers."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -41,8 +40,8 @@ def submit_retrain(run_dir: str | Path, data: str, steps: int | None = None, db:
     `graft worker` take jobs from); with a Celery broker (`broker`, else GRAFT_BROKER_URL when set),
     ring for it too. Returns (the queued Job, whether a broker was rung)."""
     from graft.jobs import JobStore
-    from graft.jobs.celery_backend import BROKER_ENV, submit
+    from graft.jobs.celery_backend import configured_broker, submit
 
     cfg = retrain_config(run_dir, data, steps, run_name)
-    broker = broker or os.environ.get(BROKER_ENV) or None
+    broker = configured_broker(broker)
     return submit(JobStore(db), "train", cfg.model_dump(mode="json"), broker), bool(broker)

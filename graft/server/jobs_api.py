@@ -114,9 +114,9 @@ def progress(request: Request, job_id: str | None = None) -> list[dict]:
     store = _store(request)
     if job_id is not None:
         job = _job(store, job_id)
-        jobs = [job] if job.kind == "train" else []
-        if not jobs:
+        if job.kind != "train":
             raise HTTPException(409, f"job {job_id} is a {job.kind} job, not a training run")
+        jobs = [job]
     else:
         jobs = [j for status in ("running", "queued") for j in store.list(status, "train", 1000)]
     return [_train_progress(j) for j in jobs]
