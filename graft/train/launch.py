@@ -2,12 +2,16 @@
 
 The launcher writes the resolved config to a file, so every process trains exactly the same run,
 and starts torchrun over this module; each process runs the recipe's train() (graft/train/recipe.py)
-with its rank from torchrun's environment. Rank 0 shows progress and writes the run folder.
+with its rank from torchrun's environment. Rank 0 shows progress and writes the run folder. A
+process that stops on a GraftError (a bad row, say) leaves it in a file for the launcher, which
+raises it once: whichever rank fails first, torchrun ends the others, so no single rank can be
+counted on to print it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graft.config import RunConfig
-from graft.errors import ConfigError
+from graft.errors import ConfigError, GraftError
 from graft.train.run_folder import RunFolder
 
 
@@ -50,7 +54,8 @@ class Launch:
 
 
 def launch(cfg: RunConfig, how: Launch, resume_dir: str | Path | None = None) -> tuple[int, Path]:
-    """Run `cfg` as `how` says; returns (torchrun's exit code, the run folder)."""
+    """Run `cfg` as `how` says; returns (torchrun's exit code, the run folder). A GraftError in this
+    machine's processes is raised here (the lowest rank's)."""
     how.check()
     if resume_dir:
         run_dir = Path(resume_dir)
@@ -63,10 +68,22 @@ def launch(cfg: RunConfig, how: Launch, resume_dir: str | Path | None = None) ->
     with tempfile.TemporaryDirectory(prefix="graft-launch-") as tmp:
         config = Path(tmp) / "config.yaml"
         cfg.save(config)
-        argv = [*how.torchrun_args(), "-m", "graft.train.launch", str(config)]
+        argv = [*how.torchrun_args(), "-m", "graft.train.launch", str(config), "--errors", tmp]
         if resume_dir:
             argv += ["--resume", str(resume_dir)]
-        return _torchrun(argv, threads=max(1, (os.cpu_count() or 1) // how.nproc)), run_dir
+        code = _torchrun(argv, threads=max(1, (os.cpu_count() or 1) // how.nproc))
+        if code != 0:
+            _raise_first_error(Path(tmp))
+        return code, run_dir
+
+
+def _raise_first_error(folder: Path) -> None:
+    """The GraftError a process of the run stopped on (lowest rank first): its message and hint, as
+    the CLI shows them (its subclass is not rebuilt: their constructors differ)."""
+    found = sorted(folder.glob("error-rank-*.json"), key=lambda f: int(f.stem.rpartition("-")[2]))
+    if found:
+        e = json.loads(found[0].read_text())
+        raise GraftError(e["message"], e["hint"])
 
 
 def _torchrun(argv: list[str], threads: int) -> int:
@@ -99,10 +116,9 @@ def _torchrun(argv: list[str], threads: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """One process of the run (torchrun starts this with RANK, WORLD_SIZE, ... set)."""
-    from graft.cli import prepare_process, show_error
+    from graft.cli import prepare_process
 
     prepare_process()  # as a graft command's process is: quiet libraries, no third-party bars
-    from graft.errors import GraftError
     from graft.progress import NullProgress
     from graft.train.parallel import World
     from graft.train.recipe import train
@@ -110,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graft.train.launch")
     parser.add_argument("config")
     parser.add_argument("--resume")
+    parser.add_argument("--errors", help="folder for the GraftError this process stops on (the launcher shows it)")
     args = parser.parse_args(argv)
     world = World.from_env()
     cfg = RunConfig.load(args.config)
@@ -122,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             train(cfg, NullProgress(), resume_dir=args.resume)
     except GraftError as e:
-        if world.main:
+        if args.errors:
+            # whole or not at all: torchrun may end this process at any moment once another has failed
+            tmp = Path(args.errors) / f".error-rank-{world.rank}.json"
+            tmp.write_text(json.dumps({"message": str(e), "hint": e.hint}))
+            tmp.rename(tmp.with_name(tmp.name[1:]))
+        elif world.main:
+            from graft.cli import show_error
+
             show_error(e)
         return 2
     except KeyboardInterrupt:

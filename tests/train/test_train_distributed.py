@@ -161,3 +161,20 @@ def test_a_bad_row_fails_every_process_with_one_clear_error(tiny_model_dir, tmp_
     assert p.returncode == 2, p.stderr[-3000:]
     assert "bad.json row 2" in p.stderr and "Traceback" not in p.stderr and "ChildFailedError" not in p.stderr, p.stderr
     assert not (tmp_path / "runs" / "bad").exists()  # nothing was written for a run that never started
+
+
+def test_the_launcher_raises_the_lowest_ranks_error(tmp_path):
+    """Whichever rank failed first (torchrun then ends the rest), the launcher shows one error."""
+    from graft.errors import GraftError
+    from graft.train.launch import _raise_first_error
+
+    _raise_first_error(tmp_path)  # no process left an error: the exit code speaks alone
+    (tmp_path / "error-rank-1.json").write_text(json.dumps({"message": "bad.json row 2: no output", "hint": "add one"}))
+    (tmp_path / ".error-rank-0.json").write_text('{"message": "bad.js')  # cut off mid-write: not taken
+    with pytest.raises(GraftError, match="bad.json row 2: no output") as info:
+        _raise_first_error(tmp_path)
+    assert info.value.hint == "add one"
+    (tmp_path / "error-rank-1.json").rename(tmp_path / "error-rank-2.json")
+    (tmp_path / "error-rank-10.json").write_text(json.dumps({"message": "rank 10's", "hint": None}))
+    with pytest.raises(GraftError, match="bad.json row 2"):  # by rank number, not by name ("10" < "2")
+        _raise_first_error(tmp_path)
